@@ -1,0 +1,179 @@
+"""The raw lake: Parquet datasets, Hive-partitioned by region and UTC day, written atomically.
+
+Layout: ``<lake>/<dataset>/region=<region>/date=<YYYY-MM-DD>/data.parquet``. The partition columns live in the
+path only (DuckDB and every Hive-aware reader add them back), so a file never disagrees with its folder. A write
+goes to a temporary file in the same folder and is renamed over ``data.parquet``: readers see the old partition or
+the new one, never half of one, and a re-run of a partition replaces it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARTITION_FILE = "data.parquet"
+
+_TS = pa.timestamp("us")  # naive timestamps, always UTC (documented in docs/data-dictionary.md)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    # One CloudWatch datapoint (AWS/Bedrock, dimension ModelId).
+    "metric_points": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("model_id", pa.string()),
+            ("metric", pa.string()),
+            ("stat", pa.string()),
+            ("period_s", pa.int32()),
+            ("ts", _TS),
+            ("value", pa.float64()),
+            ("fetched_at", _TS),
+        ]
+    ),
+    # Which time ranges were read at which period: a missing datapoint inside a covered range is an idle minute,
+    # outside it is unknown. Lets the models report coverage and prefer 1-minute data over 5-minute data.
+    "metric_coverage": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("period_s", pa.int32()),
+            ("range_start", _TS),
+            ("range_end", _TS),
+            ("model_ids", pa.int32()),
+            ("fetched_at", _TS),
+        ]
+    ),
+    "inference_profiles": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("profile_id", pa.string()),
+            ("profile_arn", pa.string()),
+            ("name", pa.string()),
+            ("description", pa.string()),
+            ("type", pa.string()),
+            ("status", pa.string()),
+            ("model_arns", pa.list_(pa.string())),
+            ("created_at", _TS),
+            ("updated_at", _TS),
+            ("snapshot_at", _TS),
+        ]
+    ),
+    "profile_tags": pa.schema(
+        [
+            ("profile_arn", pa.string()),
+            ("profile_id", pa.string()),
+            ("key", pa.string()),
+            ("value", pa.string()),
+            ("snapshot_at", _TS),
+        ]
+    ),
+    "foundation_models": pa.schema(
+        [
+            ("model_id", pa.string()),
+            ("model_arn", pa.string()),
+            ("model_name", pa.string()),
+            ("provider", pa.string()),
+            ("input_modalities", pa.list_(pa.string())),
+            ("output_modalities", pa.list_(pa.string())),
+            ("inference_types", pa.list_(pa.string())),
+            ("response_streaming", pa.bool_()),
+            ("lifecycle_status", pa.string()),
+            ("snapshot_at", _TS),
+        ]
+    ),
+    "service_quotas": pa.schema(
+        [
+            ("quota_code", pa.string()),
+            ("quota_name", pa.string()),
+            ("quota_arn", pa.string()),
+            ("value", pa.float64()),
+            ("default_value", pa.float64()),
+            ("applied_value", pa.float64()),
+            ("unit", pa.string()),
+            ("adjustable", pa.bool_()),
+            ("global_quota", pa.bool_()),
+            ("snapshot_at", _TS),
+        ]
+    ),
+}
+
+DATASETS: tuple[str, ...] = tuple(SCHEMAS)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One (dataset, region, UTC day) partition of the lake."""
+
+    dataset: str
+    region: str
+    day: date
+
+    def directory(self, lake: Path) -> Path:
+        return lake / self.dataset / f"region={self.region}" / f"date={self.day.isoformat()}"
+
+    def path(self, lake: Path) -> Path:
+        return self.directory(lake) / PARTITION_FILE
+
+
+class LakeError(RuntimeError):
+    """A lake file cannot be read or written; the message names the file and what to do."""
+
+
+def empty_table(dataset: str) -> pa.Table:
+    """An empty table with the dataset's schema."""
+    return SCHEMAS[dataset].empty_table()
+
+
+def to_table(dataset: str, rows: Iterable[dict]) -> pa.Table:
+    """Rows (dicts keyed by column) as a table with the dataset's exact schema."""
+    return pa.Table.from_pylist(list(rows), schema=SCHEMAS[dataset])
+
+
+def write_partition(lake: Path, partition: Partition, table: pa.Table) -> Path:
+    """Replace one partition with ``table`` atomically and return the partition file's path."""
+    schema = SCHEMAS[partition.dataset]
+    if not table.schema.equals(schema):
+        table = table.select(schema.names).cast(schema)
+    directory = partition.directory(lake)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".*.tmp"):
+        # Left by a run killed mid-write; never visible to readers (they read *.parquet only).
+        stale.unlink(missing_ok=True)
+    temporary = directory / f".{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, temporary, compression="zstd")
+    final = directory / PARTITION_FILE
+    os.replace(temporary, final)
+    return final
+
+
+def read_partition(lake: Path, partition: Partition) -> pa.Table | None:
+    """The partition's table, or None when it was never written."""
+    path = partition.path(lake)
+    if not path.exists():
+        return None
+    try:
+        return pq.read_table(path, schema=SCHEMAS[partition.dataset])
+    except (pa.ArrowInvalid, OSError) as error:
+        raise LakeError(
+            f"the lake file {path} is unreadable ({error}); delete it and re-materialize that partition"
+        ) from error
+
+
+def partitions(lake: Path, dataset: str) -> list[Partition]:
+    """Every partition of a dataset present in the lake, sorted."""
+    found = []
+    for path in sorted((lake / dataset).glob(f"region=*/date=*/{PARTITION_FILE}")):
+        region = path.parent.parent.name.removeprefix("region=")
+        day = date.fromisoformat(path.parent.name.removeprefix("date="))
+        found.append(Partition(dataset, region, day))
+    return found
+
+
+def dataset_glob(lake: Path, dataset: str) -> str:
+    """The glob DuckDB reads a dataset with (``hive_partitioning`` adds region and date)."""
+    return str(lake / dataset / "region=*" / "date=*" / PARTITION_FILE)
