@@ -46,9 +46,12 @@ class AwsResource(dg.ConfigurableResource):
     max_concurrency: int = 8
 
     def target_regions(self) -> list[str]:
-        """The regions to extract: the configured list, else the session's region."""
+        """The regions to extract: the configured list, else ``BUW_REGIONS``, else the session's region."""
         if self.regions:
             return list(self.regions)
+        listed = [name.strip() for name in os.environ.get("BUW_REGIONS", "").split(",") if name.strip()]
+        if listed:
+            return listed
         region = self.session().region_name or os.environ.get("AWS_DEFAULT_REGION")
         return [region] if region else ["us-east-1"]
 
