@@ -1,0 +1,47 @@
+"""Errors a user can cause, and how each becomes one clear sentence.
+
+The CLI prints ``UserError`` messages as they are and exits 1; botocore errors are translated here so the same
+sentence appears whether AWS or the sandbox answered.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+
+
+class UserError(Exception):
+    """Something the user can fix; the message is one sentence that says what to do."""
+
+
+def describe_aws_error(error: BaseException, doing: str) -> str | None:
+    """One sentence for an AWS failure a user can act on, or None when it is not one of those."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return (
+            f"No AWS credentials were found while {doing}; set AWS_PROFILE (or pass --profile), "
+            "run `aws configure`, or point AWS_ENDPOINT_URL at the sandbox with dummy keys."
+        )
+    if isinstance(error, ProfileNotFound):
+        return f"{error}; pick a profile listed by `aws configure list-profiles`."
+    if isinstance(error, NoRegionError):
+        return "No AWS region is set; pass -r/--region or set AWS_REGION."
+    if isinstance(error, EndpointConnectionError):
+        return f"Could not reach {error.kwargs.get('endpoint_url', 'the AWS endpoint')} while {doing}; check the region and AWS_ENDPOINT_URL."
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", "")
+        operation = getattr(error, "operation_name", "the call")
+        if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}:
+            return (
+                f"AWS denied {operation} while {doing} ({message or code}); grant the actions in docs/iam-policy.md "
+                "to your role."
+            )
+        if code in {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch"}:
+            return f"Your AWS credentials were rejected while {doing} ({code}); refresh them (e.g. `aws sso login`)."
+    return None

@@ -1,0 +1,71 @@
+"""Jobs and the hourly schedule that keeps the warehouse current.
+
+Every hour: refresh today's metric partitions of each target region (and yesterday's in the first hour after UTC
+midnight, to catch late datapoints), then rebuild snapshots, marts and reports. CloudWatch bills GetMetricData per
+metric requested, so re-reading the whole current day costs the same as reading its last hour.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from pipelines.assets.models import AS_OF_TAG
+from pipelines.resources import AwsResource
+
+METRIC_ASSETS = dg.AssetSelection.assets("metric_points")
+REFRESH_ASSETS = dg.AssetSelection.groups("extract", "models", "report") - METRIC_ASSETS
+
+metrics_job = dg.define_asset_job(
+    "metrics_job",
+    selection=METRIC_ASSETS,
+    description="Extract one (region, UTC day) partition of CloudWatch metrics to the lake.",
+)
+refresh_job = dg.define_asset_job(
+    "refresh_job",
+    selection=REFRESH_ASSETS,
+    description="Snapshot profiles, tags, models and quotas; rebuild every mart; render the reports.",
+)
+
+
+def days_to_refresh(moment: datetime) -> list[str]:
+    """UTC days whose metric partitions an hourly tick refreshes: today, plus yesterday during 00:00-00:59."""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    days = [moment.date()]
+    if moment.hour == 0:
+        days.insert(0, (moment - timedelta(days=1)).date())
+    return [day.isoformat() for day in days]
+
+
+@dg.schedule(
+    job=metrics_job,
+    cron_schedule="2 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Hourly: refresh today's metric partitions (and yesterday's just after midnight).",
+)
+def hourly_metrics(context: dg.ScheduleEvaluationContext, aws: AwsResource):
+    moment = context.scheduled_execution_time or datetime.now(UTC)
+    for day in days_to_refresh(moment):
+        for region in aws.target_regions():
+            key = dg.MultiPartitionKey({"date": day, "region": region})
+            yield dg.RunRequest(run_key=f"{key}@{moment:%Y-%m-%dT%H}", partition_key=key)
+
+
+@dg.schedule(
+    job=refresh_job,
+    cron_schedule="12 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Hourly, after the metrics: snapshots, marts and reports, as_of = the metrics tick (:02).",
+)
+def hourly_refresh(context: dg.ScheduleEvaluationContext):
+    moment = (context.scheduled_execution_time or datetime.now(UTC)).astimezone(UTC)
+    # Windows end where the metrics tick ten minutes earlier stopped reading, so no window holds unread minutes.
+    as_of = moment.replace(second=0, microsecond=0) - timedelta(minutes=10)
+    return dg.RunRequest(run_key=f"refresh@{moment:%Y-%m-%dT%H}", tags={AS_OF_TAG: as_of.isoformat()})
+
+
+SCHEDULES = [hourly_metrics, hourly_refresh]
+JOBS = [metrics_job, refresh_job]
