@@ -192,7 +192,7 @@ class Traffic:
     def last_active_minute(self, region: str, model_id: str, before: int) -> int | None:
         """The latest minute < ``before`` with a datapoint, or None (ListMetrics hides series idle 14 d)."""
         spec = self._specs.get((region, model_id))
-        if spec is None:
+        if spec is None or (spec.requests_per_minute == 0 and not spec.bursts):
             return None
         first_day = self.history_start_minute // MINUTES_PER_DAY
         if spec.start_day is not None:
