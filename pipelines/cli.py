@@ -36,13 +36,9 @@ def parse_granularity(text: str) -> dict[str, str]:
     chosen = dict.fromkeys(WINDOW_NAMES.values(), "1min")
     for window, granularity in given.items():
         if window not in WINDOW_NAMES and window not in WINDOW_NAMES.values():
-            raise UserError(
-                f"--granularity names an unknown window {window!r}; windows are {', '.join(WINDOW_NAMES)}."
-            )
+            raise UserError(f"--granularity names an unknown window {window!r}; windows are {', '.join(WINDOW_NAMES)}.")
         if granularity not in GRANULARITIES:
-            raise UserError(
-                f"--granularity gives {granularity!r} for {window}; use one of {', '.join(GRANULARITIES)}."
-            )
+            raise UserError(f"--granularity gives {granularity!r} for {window}; use one of {', '.join(GRANULARITIES)}.")
         chosen[WINDOW_NAMES.get(window, window)] = granularity
     return chosen
 
@@ -155,14 +151,14 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Read ListServiceQuotas, ListFoundationModels and (optionally) ListInferenceProfiles output "
         "saved as JSON and print model_id,endpoint,quota_type,quota_code,quota_name as CSV.",
     )
-    match.add_argument("--quotas", required=True, help="`aws service-quotas list-service-quotas --service-code bedrock`")
+    match.add_argument(
+        "--quotas", required=True, help="`aws service-quotas list-service-quotas --service-code bedrock`"
+    )
     match.add_argument("--models", required=True, help="`aws bedrock list-foundation-models`")
     match.add_argument("--profiles", help="`aws bedrock list-inference-profiles` (gives the geographic prefixes)")
 
     refresh = commands.add_parser("refresh", help="refresh region, model and quota metadata from AWS")
-    refresh.add_argument(
-        "what", choices=("regions", "fm-list", "fm-quotas", "quota-index"), help="what to refresh"
-    )
+    refresh.add_argument("what", choices=("regions", "fm-list", "fm-quotas", "quota-index"), help="what to refresh")
     refresh.add_argument("region", nargs="?", help="region (default: every Bedrock region enabled)")
     refresh.add_argument("--llm", metavar="MODEL_ID", help="let a Bedrock model pick among undecided quotas")
     refresh.add_argument("--profile", help="AWS named profile")

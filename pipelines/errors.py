@@ -32,12 +32,18 @@ def describe_aws_error(error: BaseException, doing: str) -> str | None:
     if isinstance(error, NoRegionError):
         return "No AWS region is set; pass -r/--region or set AWS_REGION."
     if isinstance(error, EndpointConnectionError):
-        return f"Could not reach {error.kwargs.get('endpoint_url', 'the AWS endpoint')} while {doing}; check the region and AWS_ENDPOINT_URL."
+        endpoint = error.kwargs.get("endpoint_url", "the AWS endpoint")
+        return f"Could not reach {endpoint} while {doing}; check the region and AWS_ENDPOINT_URL."
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         message = error.response.get("Error", {}).get("Message", "")
         operation = getattr(error, "operation_name", "the call")
-        if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}:
+        if code in {
+            "AccessDenied",
+            "AccessDeniedException",
+            "UnauthorizedOperation",
+            "UnrecognizedClientException",
+        }:
             return (
                 f"AWS denied {operation} while {doing} ({message or code}); grant the actions in docs/iam-policy.md "
                 "to your role."

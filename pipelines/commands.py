@@ -1,0 +1,224 @@
+"""What each ``buw`` command does; the argument parsing lives in cli.py.
+
+``analyze`` and ``demo`` run one incremental pipeline run: snapshots and metric partitions are extracted with
+the same plain functions the Dagster assets call (with progress bars, and each partition recorded in the Dagster
+instance so it shows in the UI), then the SQL models and the reports are materialized as a real Dagster run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from pipelines.errors import UserError, describe_aws_error
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _dagster_home() -> Path:
+    """DAGSTER_HOME, defaulting to ./.dagster so CLI runs and `dagster dev` share one instance."""
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+# sandbox ---
+
+
+def sandbox_command(args: argparse.Namespace) -> int:
+    from pipelines.resources import parse_as_of
+    from pipelines.sandbox.scenario import ScenarioError
+    from pipelines.sandbox.server import FAULT_KINDS, SandboxPortInUse, run
+
+    kinds = tuple(kind.strip() for kind in args.fault_kinds.split(",") if kind.strip())
+    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    if unknown:
+        raise UserError(f"--fault-kinds has {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}.")
+    if not 0.0 <= args.fault_rate <= 1.0:
+        raise UserError(f"--fault-rate {args.fault_rate} is outside 0..1.")
+    try:
+        now = parse_as_of(args.now) if args.now else None
+    except ValueError as error:
+        raise UserError(f"--now: {error}.") from None
+    try:
+        run(
+            host=args.host,
+            port=args.port,
+            scenario=args.scenario,
+            seed=args.seed,
+            now=now,
+            fault_rate=args.fault_rate,
+            fault_kinds=kinds,
+            tps=args.tps,
+        )
+    except SandboxPortInUse as error:
+        raise UserError(str(error)) from None
+    except (ScenarioError, FileNotFoundError) as error:
+        raise UserError(f"cannot load scenario {args.scenario!r}: {error}") from None
+    return 0
+
+
+# sql ---
+
+
+def sql_command(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from pipelines.resources import WarehouseResource
+
+    database = WarehouseResource().database()
+    if not database.exists():
+        raise UserError(f"there is no warehouse at {database} yet; run `buw analyze` or `buw demo` first.")
+    try:
+        connection = duckdb.connect(str(database), read_only=True)
+    except duckdb.Error as error:
+        raise UserError(f"cannot open {database} ({error}); is a model build running?") from None
+    with connection:
+        connection.execute("set timezone = 'UTC'")
+        try:
+            relation = connection.sql(args.query)
+        except duckdb.Error as error:
+            raise UserError(f"the query failed: {str(error).splitlines()[0]}") from None
+        if relation is None:
+            return 0
+        columns, rows = relation.columns, relation.fetchall()
+    _print_rows(columns, rows, args.format)
+    return 0
+
+
+def _print_rows(columns: list[str], rows: list[tuple], output_format: str) -> None:
+    if output_format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif output_format == "json":
+        import json
+
+        print(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str, indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(*columns, show_lines=False)
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row))
+        _console().print(table)
+
+
+# quotas ---
+
+
+def quotas_match_command(args: argparse.Namespace) -> int:
+    from pipelines.quotas.cli import QuotaInputError, match_command
+
+    try:
+        return match_command(args.quotas, args.models, args.profiles, out=sys.stdout)
+    except QuotaInputError as error:
+        raise UserError(str(error)) from None
+
+
+def refresh_command(args: argparse.Namespace) -> int:
+    from pipelines.quotas.refresh import refresh
+
+    return refresh(args.what, region=args.region, llm_model_id=args.llm, profile=args.profile)
+
+
+# dev ---
+
+
+def dev_command() -> int:
+    from pipelines.sandbox.server import SandboxServer
+
+    home = _dagster_home()
+    with SandboxServer("demo", port=0) as sandbox:
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "AWS_ENDPOINT_URL": sandbox.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": sandbox.scenario.regions[0],
+            "BUW_REGIONS": ",".join(sandbox.scenario.regions),
+        }
+        env.pop("AWS_PROFILE", None)
+        print(f"sandbox at {sandbox.endpoint_url}; starting the Dagster UI on http://127.0.0.1:3000", flush=True)
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+        try:
+            return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
+        except KeyboardInterrupt:
+            return 0
+
+
+# analyze / demo / report ---
+
+
+def analyze_command(args: argparse.Namespace, *, granularity: dict[str, str], as_of: datetime | None) -> int:
+    from pipelines.pipeline import AnalyzeRequest, run_analyze
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region is None:
+        if not interactive:
+            raise UserError("no region given; pass -r/--region (e.g. -r us-east-1) or set AWS_REGION.")
+        from rich.prompt import Prompt
+
+        region = Prompt.ask("AWS region", default="us-east-1")
+    request = AnalyzeRequest(
+        region=region,
+        model_ids=tuple(args.model_id),
+        granularity=granularity,
+        as_of=as_of,
+        output_dir=Path(args.output_dir).resolve() if args.output_dir else None,
+        profile=args.profile,
+        days=args.days,
+        interactive=interactive and not args.yes,
+        assume_yes=args.yes,
+    )
+    _dagster_home()
+    try:
+        run_analyze(request, console=_console())
+    except UserError:
+        raise
+    except Exception as error:
+        message = describe_aws_error(error.__cause__ or error, f"analyzing {region}")
+        if message is None:
+            raise
+        raise UserError(message) from error
+    return 0
+
+
+def demo_command(args: argparse.Namespace, *, as_of: datetime | None) -> int:
+    from pipelines.pipeline import run_demo
+
+    _dagster_home()
+    output_dir = Path(args.output_dir).resolve() if args.output_dir else None
+    run_demo(scenario=args.scenario, as_of=as_of, output_dir=output_dir, console=_console())
+    return 0
+
+
+def report_command(args: argparse.Namespace, *, as_of: datetime | None) -> int:
+    from pipelines.pipeline import rerender_reports
+
+    output_dir = Path(args.output_dir).resolve() if args.output_dir else None
+    rerender_reports(
+        region=args.region,
+        model_ids=tuple(args.model_id),
+        as_of=as_of,
+        output_dir=output_dir,
+        console=_console(),
+    )
+    return 0
+
+
