@@ -53,6 +53,9 @@ SIGNING_NAME_SERVICES: dict[str, tuple[str, ...]] = {
     "logs": ("logs",),
 }
 
+# Services outside the sandbox that speak rest-xml, so their "not implemented" error is one their client can read.
+REST_XML_SIGNING_NAMES = frozenset({"s3", "s3-outposts", "cloudfront", "route53"})
+
 _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")
 
 
@@ -248,6 +251,8 @@ def route(request: HttpRequest) -> Route | None:
     wire = _wire_protocol(request)
     candidates = SIGNING_NAME_SERVICES.get(signing_name, ())
     if not candidates:
+        if wire == "rest-json" and signing_name in REST_XML_SIGNING_NAMES:
+            wire = "rest-xml"
         return Route(signing_name, region, wire, None, _operation_named(request, wire))
 
     first: Route | None = None
@@ -870,6 +875,14 @@ def encode_error(
         return HttpResponse(
             error.status, (("Content-Type", "text/xml"), ("x-amzn-RequestId", req_id)), body.encode("utf-8")
         )
+
+    if protocol == "rest-xml":
+        body = (
+            f"<Error><Code>{error.code}</Code><Message>{xml_escape(error.message)}</Message>"
+            f"<RequestId>{req_id}</RequestId></Error>"
+        )
+        headers = (("Content-Type", "application/xml"), ("x-amzn-RequestId", req_id))
+        return HttpResponse(error.status, headers, body.encode("utf-8"))
 
     message_key = "message"
     if shape is not None and "Message" in shape.members:

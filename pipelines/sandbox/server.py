@@ -184,8 +184,7 @@ class SandboxServer:
         unknown = [kind for kind in fault_kinds if kind not in FAULT_KINDS]
         if unknown or not fault_kinds:
             raise ValueError(
-                f"unknown fault kind {', '.join(map(repr, unknown)) or '(none given)'}; "
-                f"use {', '.join(FAULT_KINDS)}"
+                f"unknown fault kind {', '.join(map(repr, unknown)) or '(none given)'}; use {', '.join(FAULT_KINDS)}"
             )
         if tps is not None and tps <= 0:
             raise ValueError(f"tps must be positive; got {tps}")
@@ -223,11 +222,12 @@ class SandboxServer:
             httpd = _HttpServer((self.host, self.port), _RequestHandler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise SandboxPortInUse(
-                    errno.EADDRINUSE,
+                taken = SandboxPortInUse(
                     f"port {self.port} on {self.host} is already in use; pass --port 0 for a free one "
-                    "or stop the other process",
-                ) from exc
+                    "or stop the other process"
+                )
+                taken.errno = errno.EADDRINUSE
+                raise taken from exc
             raise
         httpd.sandbox = self
         self._httpd = httpd
@@ -294,9 +294,7 @@ class SandboxServer:
         if route is None:
             return protocols.encode_error(
                 None,
-                ApiError(
-                    "MissingAuthenticationToken", "Request is missing a SigV4 Authorization header.", 403
-                ),
+                ApiError("MissingAuthenticationToken", "Request is missing a SigV4 Authorization header.", 403),
                 req_id,
                 protocols._wire_protocol(request),
             )
@@ -368,9 +366,7 @@ class SandboxServer:
                 except (ValueError, TypeError) as exc:
                     return _json_response(400, {"message": str(exc)})
             return _json_response(200, {"now": _iso(self.now())})
-        return _json_response(
-            404, {"message": f"no sandbox control endpoint {request.method} {request.path}"}
-        )
+        return _json_response(404, {"message": f"no sandbox control endpoint {request.method} {request.path}"})
 
     def _set_clock(self, body: Any) -> None:
         if not isinstance(body, dict) or not ({"now", "advance_seconds"} & body.keys()):

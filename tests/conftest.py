@@ -1,0 +1,72 @@
+"""Shared fixtures: one sandbox account per test session and an AWS environment that points boto3 at it.
+
+- ``sandbox``: a started :class:`~pipelines.sandbox.server.SandboxServer` for the bundled ``demo`` scenario, seed 0,
+  clock pinned at :data:`PINNED`. It is shared: do not move its clock or rely on its stats (start your own server
+  for that).
+- ``aws_env``: AWS_ENDPOINT_URL, dummy credentials and AWS_REGION=us-east-1 for the test; AWS_PROFILE and the
+  user's AWS config files are hidden so nothing reaches a real account.
+- ``boto3_client``: ``boto3_client("cloudwatch", region="us-east-1", **client_kwargs)`` makes a plain boto3
+  client for the sandbox (it implies ``aws_env``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+PINNED = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    """The demo sandbox (seed 0, clock pinned at PINNED) serving on a free local port for the whole session."""
+    from pipelines.sandbox.server import SandboxServer
+
+    with SandboxServer("demo", seed=0, now=PINNED) as server:
+        yield server
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> dict[str, str]:
+    """Environment variables that send every boto3 call of the test to the sandbox with dummy credentials."""
+    env = {
+        "AWS_ENDPOINT_URL": sandbox.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # The user's own config could carry a profile, an endpoint or credentials of a real account.
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return env
+
+
+@pytest.fixture(scope="session")
+def _botocore_loader() -> Any:
+    # Parsing botocore's service models is most of a client's creation time; one loader serves every session.
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
+@pytest.fixture
+def boto3_client(aws_env: dict[str, str], _botocore_loader: Any) -> Callable[..., Any]:
+    """A factory ``boto3_client(service, region="us-east-1", **kwargs)`` of plain boto3 clients for the sandbox."""
+    import boto3
+    import botocore.session
+
+    def make(service: str, region: str = "us-east-1", **kwargs: Any) -> Any:
+        session = botocore.session.Session()
+        session.register_component("data_loader", _botocore_loader)
+        return boto3.session.Session(botocore_session=session).client(service, region_name=region, **kwargs)
+
+    return make
