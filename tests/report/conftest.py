@@ -1,0 +1,39 @@
+"""Fixtures of the report tests: warehouses built by :mod:`report_fixtures` and their rendered reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from .report_fixtures import ACCOUNT_ID, AS_OF, BIG_SERIES, build_warehouse
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small warehouse: three endpoints in two regions, quotas for the first only."""
+    return build_warehouse(tmp_path_factory.mktemp("warehouse") / "usage.duckdb")
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory, warehouse: Path):
+    """Every report of the small warehouse rendered once: (out_dir, files)."""
+    from pipelines.report import render_reports
+
+    out_dir = tmp_path_factory.mktemp("reports")
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        files = render_reports(connection, out_dir, AS_OF, account_id=ACCOUNT_ID)
+    return out_dir, files
+
+
+@pytest.fixture(scope="session")
+def big_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One endpoint, 15 series, 30 days of 1-minute data (statistics for the aggregate only, to stay fast)."""
+    return build_warehouse(
+        tmp_path_factory.mktemp("big") / "usage.duckdb",
+        BIG_SERIES,
+        days_1min=30,
+        days_5min=0,
+        series_stats=False,
+    )

@@ -1,0 +1,356 @@
+"""A small warehouse with the DESIGN §3 mart columns, built from generated minutes, for the report tests.
+
+The marts are computed here with plain SQL so the report can be tested before (and independently of) the real
+models; only the columns the DESIGN guarantees are created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+AS_OF = datetime(2025, 6, 10, 12, 0)
+ACCOUNT_ID = "123456789012"
+EVIL_TAG = '<script>alert("owned")</script> "quoted" \'single\' & ünïcödé ✓ \u2028 </script><!--'
+
+GEO = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+BASE = "amazon.nova-lite-v1:0"
+EU_GEO = "eu.amazon.nova-pro-v1:0"
+BIG = "us.meta.llama3-3-70b-instruct-v1:0"
+
+TPM_QUOTA = 70_000
+RPM_QUOTA = 40
+TPD_QUOTA = 25_000_000
+
+
+@dataclass(frozen=True)
+class Series:
+    region: str
+    endpoint: str
+    endpoint_kind: str
+    series_id: str
+    profile_name: str | None
+    base_tpm: float
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_application_profile(self) -> bool:
+        return self.profile_name is not None
+
+
+SMALL_SERIES = (
+    Series("us-east-1", GEO, "geo", GEO, None, 8_000),
+    Series("us-east-1", GEO, "geo", "a1b2c3d4e5f6", "search-api", 6_000, (("team", "search"), ("project", "alpha"))),
+    Series("us-east-1", GEO, "geo", "f6e5d4c3b2a1", "chat-bot", 4_000, (("team", "chat"), ("project", "beta"))),
+    Series("us-east-1", GEO, "geo", "e1v2i3l4x5y6", "evil-profile", 1_500, (("team", EVIL_TAG), ("project", "alpha"))),
+    Series("us-east-1", BASE, "base", BASE, None, 900),
+    Series("eu-west-1", EU_GEO, "geo", EU_GEO, None, 2_000),
+    Series("eu-west-1", EU_GEO, "geo", "k9j8h7g6f5e4", "eu-batch", 3_000, (("team", "batch"),)),
+)
+
+
+def _minutes(series: Series, start: datetime, count: int, step_min: int, rng: np.random.Generator) -> pa.Table:
+    """Generated CloudWatch-like rows: a daily shape, noise, bursts, idle minutes without a row."""
+    offsets = np.arange(count, dtype=np.int64) * step_min
+    minute_of_day = (start.hour * 60 + start.minute + offsets) % 1440
+    shape = 0.35 + 1.1 * np.clip(np.sin((minute_of_day - 360) / 1440 * 2 * np.pi), 0, None)
+    bursts = np.where(rng.random(count) < 0.01, rng.uniform(1.5, 2.5, count), 1.0)
+    tokens = series.base_tpm * shape * bursts * rng.uniform(0.7, 1.3, count) * step_min
+    active = rng.random(count) > (0.05 if series.profile_name is None else 0.15)
+    tokens = np.where(active, tokens, 0)
+    output = np.rint(tokens * 0.25)
+    inputs = np.rint(tokens) - output
+    cache_read = np.rint(inputs * 0.2)
+    cache_write = np.rint(inputs * 0.05)
+    invocations = np.maximum(np.rint(tokens / 1_000), 1)
+    quota_tpm = inputs + cache_write + 5 * output
+    ts = np.datetime64(start, "us") + offsets.astype("timedelta64[m]")
+    keep = active
+    n = int(keep.sum())
+    return pa.table(
+        {
+            "region": [series.region] * n,
+            "series_id": [series.series_id] * n,
+            "endpoint": [series.endpoint] * n,
+            "ts": ts[keep],
+            "input_tokens": inputs[keep],
+            "output_tokens": output[keep],
+            "cache_read_tokens": cache_read[keep],
+            "cache_write_tokens": cache_write[keep],
+            "invocations": invocations[keep],
+            "throttles": np.zeros(n),
+            "client_errors": np.rint(rng.random(n) * 0.6)[:n],
+            "server_errors": np.zeros(n),
+            "latency_ms": rng.uniform(800, 4_000, n).round(1),
+            "ttft_ms": rng.uniform(200, 900, n).round(1),
+            "tpm": (inputs[keep] + output[keep]) / step_min,
+            "quota_tpm": quota_tpm[keep] / step_min,
+            "rpm": invocations[keep] / step_min,
+            "resolution_s": np.full(n, step_min * 60, dtype=np.int32),
+        }
+    )
+
+
+WINDOWS_SQL = (
+    "select * from (values ('1h', 60), ('1d', 1440), ('7d', 10080), ('14d', 20160), ('30d', 43200)) as w(win, minutes)"
+)
+METRICS = (
+    "tpm",
+    "quota_tpm",
+    "rpm",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "invocations",
+    "throttles",
+    "client_errors",
+    "server_errors",
+    "latency_ms",
+    "ttft_ms",
+)
+
+
+def build_warehouse(
+    path: Path,
+    series: tuple[Series, ...] = SMALL_SERIES,
+    *,
+    days_1min: int = 14,
+    days_5min: int = 7,
+    with_quotas: bool = True,
+    series_stats: bool = True,
+    seed: int = 7,
+) -> Path:
+    """Write a DuckDB file holding every mart of DESIGN §3 (quota marts optional) for ``series`` at AS_OF."""
+    rng = np.random.default_rng(seed)
+    connection = duckdb.connect(str(path))
+    tables = []
+    for item in series:
+        start_1min = AS_OF - timedelta(days=days_1min)
+        tables.append(_minutes(item, start_1min, days_1min * 1440, 1, rng))
+        if days_5min:
+            start_5min = start_1min - timedelta(days=days_5min)
+            tables.append(_minutes(item, start_5min, days_5min * 288, 5, rng))
+    minutes = pa.concat_tables(tables)
+    connection.register("generated", minutes)
+    connection.execute("create table usage_minute as select * from generated")
+    connection.unregister("generated")
+    # Throttles where the endpoint's quota TPM runs past the quota, split over its series by their quota TPM.
+    connection.execute(
+        """
+        update usage_minute as u set throttles = round(
+            (agg.quota_tpm - ?) / 500 * u.quota_tpm / agg.quota_tpm
+        )
+        from (
+            select region, endpoint, ts, sum(quota_tpm) as quota_tpm from usage_minute group by all
+        ) as agg
+        where u.region = agg.region and u.endpoint = agg.endpoint and u.ts = agg.ts
+            and agg.quota_tpm > ? and u.resolution_s = 60
+        """,
+        [TPM_QUOTA, TPM_QUOTA],
+    )
+    endpoint_rows = [
+        (
+            s.region,
+            s.series_id,
+            s.endpoint,
+            s.endpoint_kind,
+            s.is_application_profile,
+            s.profile_name,
+            f"arn:aws:bedrock:{s.region}:{ACCOUNT_ID}:application-inference-profile/{s.series_id}"
+            if s.is_application_profile
+            else None,
+            s.endpoint.split(".", 1)[1] if s.endpoint_kind == "geo" else s.endpoint,
+        )
+        for s in series
+    ]
+    connection.execute(
+        """
+        create table endpoints (
+            region varchar, series_id varchar, endpoint varchar, endpoint_kind varchar,
+            is_application_profile boolean, profile_name varchar, profile_arn varchar, base_model_id varchar
+        )
+        """
+    )
+    connection.executemany("insert into endpoints values (?, ?, ?, ?, ?, ?, ?, ?)", endpoint_rows)
+    connection.execute("create table profile_tags (series_id varchar, tag_key varchar, tag_value varchar)")
+    connection.executemany(
+        "insert into profile_tags values (?, ?, ?)",
+        [(s.series_id, key, value) for s in series for key, value in s.tags],
+    )
+    connection.execute(
+        """
+        create table endpoint_minute as
+        select
+            region, endpoint, ts,
+            sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens,
+            sum(cache_read_tokens) as cache_read_tokens, sum(cache_write_tokens) as cache_write_tokens,
+            sum(invocations) as invocations, sum(throttles) as throttles,
+            sum(client_errors) as client_errors, sum(server_errors) as server_errors,
+            sum(latency_ms * invocations) / sum(invocations) as latency_ms,
+            sum(ttft_ms * invocations) / sum(invocations) as ttft_ms,
+            sum(tpm) as tpm, sum(quota_tpm) as quota_tpm, sum(rpm) as rpm, max(resolution_s) as resolution_s,
+        from usage_minute group by all
+        """
+    )
+    connection.execute(
+        """
+        create table tpd_daily as
+        with days as (select unnest(range(0, 30)) as k),
+        bounds as (select ?::timestamp - k * interval 1 day as day_end from days),
+        per_series as (
+            select u.region, u.endpoint, u.series_id, b.day_end - interval 1 day as day_start, b.day_end,
+                sum(u.input_tokens + u.output_tokens) as tokens
+            from usage_minute as u join bounds as b on u.ts >= b.day_end - interval 1 day and u.ts < b.day_end
+            group by all
+        )
+        select * from per_series
+        union all
+        select region, endpoint, '*', day_start, day_end, sum(tokens) from per_series group by all
+        """,
+        [AS_OF],
+    )
+    metric_list = ", ".join(METRICS)
+    casts = ", ".join(f"{name}::double as {name}" for name in METRICS)
+    series_part = f"union all select region, endpoint, series_id, ts, {casts} from usage_minute" if series_stats else ""
+    connection.execute(
+        f"""
+        create table window_stats as
+        with windows as ({WINDOWS_SQL}),
+        wide as (
+            select region, endpoint, '*' as series_id, ts, {casts} from endpoint_minute
+            {series_part}
+        ),
+        long as (unpivot wide on {metric_list} into name metric value value),
+        tpd as (
+            select region, endpoint, series_id, day_end as ts, 'tpd' as metric, tokens::double as value
+            from tpd_daily
+        ),
+        everything as (select * from long union all select * from tpd)
+        select
+            e.region, e.endpoint, e.series_id, w.win as "window", e.metric,
+            quantile_cont(e.value, 0.5) as p50, quantile_cont(e.value, 0.9) as p90,
+            quantile_cont(e.value, 0.99) as p99, avg(e.value) as "avg", max(e.value) as "max",
+            sum(e.value) as total, count(*) as active_points, any_value(w.minutes) as window_points,
+            ?::timestamp as as_of,
+        from everything as e
+        join windows as w
+            on e.ts >= ?::timestamp - w.minutes * interval 1 minute and e.ts < ?::timestamp
+            or (e.metric = 'tpd' and e.ts = ?::timestamp)
+        group by all
+        """,
+        [AS_OF, AS_OF, AS_OF, AS_OF],
+    )
+    connection.execute(
+        f"""
+        create table tag_attribution as
+        with windows as ({WINDOWS_SQL}),
+        keys as (
+            select distinct e.region, e.endpoint, t.tag_key
+            from profile_tags as t join endpoints as e using (series_id)
+        ),
+        labelled as (
+            select u.*, k.tag_key, t.tag_value
+            from usage_minute as u
+            join keys as k on k.region = u.region and k.endpoint = u.endpoint
+            left join profile_tags as t on t.series_id = u.series_id and t.tag_key = k.tag_key
+        ),
+        scoped as (
+            select w.win, l.* from labelled as l join windows as w
+                on l.ts >= ?::timestamp - w.minutes * interval 1 minute and l.ts < ?::timestamp
+        ),
+        totals as (
+            select region, endpoint, win, tag_key, sum(input_tokens + output_tokens) as whole
+            from scoped group by all
+        )
+        select
+            s.region, s.endpoint, s.win as "window", s.tag_key, s.tag_value,
+            sum(s.input_tokens + s.output_tokens) as tokens,
+            sum(s.input_tokens + s.output_tokens) / any_value(t.whole) as share,
+            sum(s.invocations) as invocations, max(s.tpm) as peak_tpm,
+        from scoped as s join totals as t using (region, endpoint, win, tag_key)
+        group by all
+        """,
+        [AS_OF, AS_OF],
+    )
+    connection.execute(
+        f"""
+        create table throttle_attribution as
+        with windows as ({WINDOWS_SQL}),
+        throttled as (
+            select w.win, m.region, m.endpoint, m.ts from endpoint_minute as m join windows as w
+                on m.ts >= ?::timestamp - w.minutes * interval 1 minute and m.ts < ?::timestamp
+            where m.throttles > 0
+        ),
+        used as (
+            select t.win, u.region, u.endpoint, u.series_id, sum(u.throttles) as throttles,
+                count(*) as throttled_minutes, sum(u.input_tokens + u.output_tokens) as tokens
+            from throttled as t
+            join usage_minute as u on u.region = t.region and u.endpoint = t.endpoint and u.ts = t.ts
+            group by t.win, u.region, u.endpoint, u.series_id
+        )
+        select region, endpoint, win as "window", series_id, throttles, throttled_minutes,
+            tokens as tokens_in_throttled_minutes,
+            tokens / sum(tokens) over (partition by region, endpoint, win) as share,
+        from used
+        """,
+        [AS_OF, AS_OF],
+    )
+    if with_quotas:
+        connection.execute(
+            f"""
+            create table quota_headroom as
+            with windows as ({WINDOWS_SQL}),
+            quotas as (
+                select * from (values
+                    ('tpm', 'L-TEST0001', {TPM_QUOTA}.0),
+                    ('rpm', 'L-TEST0002', {RPM_QUOTA}.0),
+                    ('tpd', 'L-TEST0003', {TPD_QUOTA}.0)
+                ) as q(quota_type, quota_code, quota_value)
+            ),
+            usage as (
+                select region, endpoint, ts, 'tpm' as quota_type, quota_tpm as value from endpoint_minute
+                union all select region, endpoint, ts, 'rpm', rpm from endpoint_minute
+                union all select region, endpoint, day_end - interval 1 minute, 'tpd', tokens
+                    from tpd_daily where series_id = '*'
+            )
+            select
+                u.region, u.endpoint, q.quota_type, q.quota_code, q.quota_value, w.win as "window",
+                quantile_cont(u.value, 0.9) as p90, max(u.value) as "max",
+                quantile_cont(u.value, 0.9) / q.quota_value as utilisation_p90,
+                max(u.value) / q.quota_value as utilisation_max,
+                count(*) filter (where u.value > 0.8 * q.quota_value) as minutes_over_80,
+                count(*) filter (where u.value > q.quota_value) as minutes_over_100,
+            from usage as u
+            join quotas as q using (quota_type)
+            join windows as w on u.ts >= ?::timestamp - w.minutes * interval 1 minute and u.ts < ?::timestamp
+            where u.endpoint = ?
+            group by u.region, u.endpoint, q.quota_type, q.quota_code, q.quota_value, w.win
+            """,
+            [AS_OF, AS_OF, series[0].endpoint],
+        )
+    connection.close()
+    return path
+
+
+# An endpoint with more application profiles than a chart shows, 30 days of 1-minute data: the size worst case.
+BIG_SERIES = (
+    Series("us-west-2", BIG, "geo", BIG, None, 5_000),
+    *(
+        Series(
+            "us-west-2",
+            BIG,
+            "geo",
+            f"big{index:09d}",
+            f"profile-{index:02d}",
+            500 + 400 * index,
+            (("team", f"team-{index % 4}"),),
+        )
+        for index in range(14)
+    ),
+)

@@ -1,0 +1,106 @@
+"""Every report in a real headless Chromium: no console errors, every chart drawn, quota lines and profiles visible.
+
+Uses Debian's /usr/bin/chromium through Playwright (never ``playwright install``). Full-page screenshots go to
+``test-artifacts/`` at the repository root so CI can keep them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .report_fixtures import GEO
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+QUOTA_RED = "rgb(214, 39, 40)"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+def open_report(browser, path: Path):
+    """Load a report from file:// and wait until plotly has drawn every chart; return (page, problems)."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    # A dialog would mean a tag value ran as script.
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(path.as_uri(), wait_until="load")
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('.js-chart')).every(n => n.querySelector('.main-svg'))",
+        timeout=30_000,
+    )
+    return page, problems
+
+
+def test_every_report_loads_without_errors_and_draws_every_chart(browser, rendered):
+    _out, files = rendered
+    ARTIFACTS.mkdir(exist_ok=True)
+    for file in files:
+        page, problems = open_report(browser, file.html_path)
+        try:
+            charts = page.locator(".js-chart").count()
+            plots = page.locator(".js-plotly-plot").count()
+            drawn = page.eval_on_selector_all(
+                ".js-plotly-plot", "nodes => nodes.filter(n => n.querySelector('.main-svg .trace')).length"
+            )
+            assert problems == [], (file.html_path.name, problems)
+            # Every chart div became a plotly plot with an SVG holding its traces.
+            assert plots == charts == drawn, (file.html_path.name, charts, plots, drawn)
+            if file.kind == "endpoint":
+                # Three charts per window with data, the TPD and throttle charts and one per tag key.
+                assert charts >= 15
+            page.screenshot(path=str(ARTIFACTS / f"report-{file.html_path.stem}.png"), full_page=True)
+        finally:
+            page.close()
+
+
+def test_charts_show_the_quota_lines_and_every_profile(browser, rendered):
+    _out, files = rendered
+    file = next(file for file in files if file.endpoint == GEO)
+    page, problems = open_report(browser, file.html_path)
+    try:
+        assert problems == []
+        for chart_id, quota in (("chart-tpm-1d", "TPM quota (70,000)"), ("chart-rpm-7d", "RPM quota (40)")):
+            legend = page.locator(f"#{chart_id} .legendtext").all_text_contents()
+            assert legend == ["all profiles", "direct", "chat-bot", "evil-profile", "search-api", quota]
+            # The quota trace is drawn as a red dashed line across the plot.
+            styles = page.eval_on_selector_all(
+                f"#{chart_id} .scatterlayer .trace path.js-line", "paths => paths.map(p => p.getAttribute('style'))"
+            )
+            quota_style = styles[-1]
+            assert QUOTA_RED in quota_style and "stroke-dasharray" in quota_style
+            lines = page.eval_on_selector_all(
+                f"#{chart_id} .scatterlayer .trace path.js-line",
+                "paths => paths.map(p => p.getTotalLength())",
+            )
+            assert all(length > 0 for length in lines), lines
+        # The evil tag value is shown literally as an axis label, not interpreted.
+        labels = page.locator(".js-plotly-plot .xtick text").all_text_contents()
+        assert any(label.startswith('<script>alert("owned")') for label in labels)
+        page.locator("#charts").screenshot(path=str(ARTIFACTS / "report-charts.png"))
+    finally:
+        page.close()

@@ -1,0 +1,510 @@
+"""The report on a small fixture warehouse: files, sections, numbers (HTML = JSON = marts), escaping, size."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pytest
+
+from pipelines.report import (
+    MAX_CHART_SERIES,
+    MAX_HTML_BYTES,
+    ReportError,
+    build_report_data,
+    render_reports,
+    report_stem,
+    safe_filename,
+)
+
+from .report_fixtures import (
+    ACCOUNT_ID,
+    AS_OF,
+    BASE,
+    BIG,
+    EVIL_TAG,
+    GEO,
+    RPM_QUOTA,
+    TPD_QUOTA,
+    TPM_QUOTA,
+    build_warehouse,
+)
+
+WINDOWS = ("1h", "1d", "7d", "14d", "30d")
+VOID = {"meta", "br", "img", "input", "link", "hr"}
+
+
+class Page(HTMLParser):
+    """The parts of a report page the tests read: sections, tables by id, fields, figures, script count."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: set[str] = set()
+        self.tables: dict[str, dict[str, Any]] = {}
+        self.fields: dict[str, str] = {}
+        self.values: dict[tuple[str, str], str] = {}
+        self.scripts: list[tuple[dict[str, str], str]] = []
+        self.links: list[str] = []
+        self._stack: list[tuple[str, dict[str, str]]] = []
+        self._text: list[str] | None = None
+        self._table: dict[str, Any] | None = None
+        self._row: dict[str, Any] | None = None
+        self._in_head = False
+        self.feed(text)
+
+    def _owner(self) -> str:
+        return next((attrs["id"] for _tag, attrs in reversed(self._stack) if "id" in attrs), "")
+
+    def handle_starttag(self, tag: str, attributes: list[tuple[str, str | None]]) -> None:
+        attrs = {name: value or "" for name, value in attributes}
+        if tag in ("section", "header") and "id" in attrs:
+            self.sections.add(attrs["id"])
+        if tag == "a" and "href" in attrs:
+            self.links.append(attrs["href"])
+        if tag == "table":
+            self._table = {"cols": [], "rows": []}
+            self.tables[attrs.get("id", f"anonymous-{len(self.tables)}")] = self._table
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tr" and self._table is not None and not self._in_head:
+            self._row = {"attrs": attrs, "cells": []}
+            self._table["rows"].append(self._row)
+        elif tag in ("td", "th") and self._table is not None:
+            self._text = []
+            if self._in_head:
+                self._table["cols"].append(attrs.get("data-col"))
+        elif tag == "script" or "data-field" in attrs or "data-col" in attrs:
+            self._text = []
+        if tag not in VOID:
+            self._stack.append((tag, attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        opened, attrs = self._stack.pop()
+        assert opened == tag, f"</{tag}> closes <{opened}>"
+        text = "".join(self._text).strip() if self._text is not None else ""
+        if tag == "script":
+            self.scripts.append((attrs, text))
+            self._text = None
+        elif tag in ("td", "th") and self._table is not None:
+            if self._row is not None and not self._in_head:
+                self._row["cells"].append(text)
+            self._text = None
+        elif "data-field" in attrs:
+            self.fields[attrs["data-field"]] = text
+            self._text = None
+        elif "data-col" in attrs:
+            self.values[(self._owner(), attrs["data-col"])] = text
+            self._text = None
+        if tag == "thead":
+            self._in_head = False
+        elif tag == "tr":
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+    def rows(self, table_id: str) -> list[tuple[dict[str, str], dict[str, str]]]:
+        """(row attributes, {data-col of the column: cell text}) for each body row of a table."""
+        table = self.tables[table_id]
+        return [
+            (row["attrs"], {col: cell for col, cell in zip(table["cols"], row["cells"], strict=True) if col})
+            for row in table["rows"]
+        ]
+
+    def figures(self) -> dict[str, dict[str, Any]]:
+        text = next(text for attrs, text in self.scripts if attrs.get("id") == "buw-figures")
+        return {figure["id"]: figure for figure in json.loads(text)}
+
+
+def shown(text: str) -> Any:
+    """A number as the page shows it ("1,234.5", "12.3 %", "—") back as the JSON value."""
+    if text == "—":
+        return None
+    return float(text.removesuffix(" %").replace(",", ""))
+
+
+def typed(values: Any) -> list[float]:
+    """Values of a plotly trace: a plain list or a base64 typed array."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
+    return list(values)
+
+
+def report_of(files, endpoint: str):
+    return next(file for file in files if file.endpoint == endpoint)
+
+
+def load(file) -> tuple[Page, dict[str, Any]]:
+    return Page(file.html_path.read_text(encoding="utf-8")), json.loads(file.json_path.read_text(encoding="utf-8"))
+
+
+def test_one_html_and_one_json_per_endpoint_plus_an_index(rendered):
+    out_dir, files = rendered
+    assert [(file.kind, file.region, file.endpoint) for file in files] == [
+        ("endpoint", "eu-west-1", "eu.amazon.nova-pro-v1:0"),
+        ("endpoint", "us-east-1", BASE),
+        ("endpoint", "us-east-1", GEO),
+        ("index", None, None),
+    ]
+    geo = report_of(files, GEO)
+    assert geo.html_path == out_dir / "us-east-1" / "us.anthropic.claude-3-7-sonnet-20250219-v1_0-20250610T1200Z.html"
+    assert geo.json_path == geo.html_path.with_suffix(".json")
+    assert files[-1].html_path == out_dir / "index.html"
+    assert (out_dir / "index.json").is_file()
+    for file in files:
+        assert file.html_path.stat().st_size == file.html_bytes
+        assert ":" not in file.html_path.name
+    # Nothing else (no temporary files) is left behind.
+    assert sorted(path.name for path in out_dir.rglob("*") if path.is_file()) == sorted(
+        [path.name for file in files for path in (file.html_path, file.json_path)]
+    )
+
+
+def test_file_names_are_safe_and_carry_as_of():
+    assert (
+        safe_filename("us.anthropic.claude-3-7-sonnet-20250219-v1:0") == "us.anthropic.claude-3-7-sonnet-20250219-v1_0"
+    )
+    assert safe_filename("../etc/passwd") == "_etc_passwd"
+    assert safe_filename("a b/c\\d") == "a_b_c_d"
+    assert report_stem("amazon.nova-lite-v1:0", AS_OF + timedelta(seconds=42)) == "amazon.nova-lite-v1_0-20250610T1200Z"
+
+
+def test_report_has_every_section_and_the_header_facts(rendered):
+    _out, files = rendered
+    page, report = load(report_of(files, GEO))
+    assert {"header", "quotas", "stats", "charts", "tags", "throttles", "coverage"} <= page.sections
+    assert page.fields["account_id"] == ACCOUNT_ID
+    assert page.fields["region"] == "us-east-1"
+    assert page.fields["endpoint"] == f"{GEO} (geo)"
+    assert page.fields["as_of"] == "2025-06-10 12:00 UTC"
+    assert "datapoints from 2025-05-20 12:00 UTC to 2025-06-10 11:59 UTC" in page.fields["coverage"]
+    assert "1-minute data from 2025-05-27 12:00 UTC" in page.fields["coverage"]
+    assert report["header"]["as_of"] == "2025-06-10T12:00:00Z"
+    assert [series["label"] for series in report["series"]] == ["direct", "chat-bot", "evil-profile", "search-api"]
+
+
+def test_stats_tables_show_the_json_numbers_which_are_the_marts(rendered, warehouse):
+    _out, files = rendered
+    for file in files[:-1]:
+        page, report = load(file)
+        for window in report["stats"]:
+            rows = page.rows(f"stats-{window['window']}")
+            assert [attrs["data-metric"] for attrs, _cells in rows] == [row["metric"] for row in window["metrics"]]
+            assert len(rows) == 14
+            for (_attrs, cells), row in zip(rows, window["metrics"], strict=True):
+                assert set(cells) == {"p50", "p90", "p99", "avg", "max", "total", "active_points", "window_points"}
+                for column, text in cells.items():
+                    assert shown(text) == row[column], (file.endpoint, window["window"], row["metric"], column)
+    _page, report = load(report_of(files, GEO))
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        p90, total, active = connection.execute(
+            """
+            select p90, total, active_points from window_stats
+            where endpoint = ? and series_id = '*' and "window" = '7d' and metric = 'tpm'
+            """,
+            [GEO],
+        ).fetchone()
+    tpm_7d = next(row for row in report["stats"][2]["metrics"] if row["metric"] == "tpm")
+    assert tpm_7d["p90"] == round(p90, 1)
+    assert tpm_7d["total"] == round(total)
+    assert tpm_7d["active_points"] == active
+    latency = next(row for row in report["stats"][2]["metrics"] if row["metric"] == "latency_ms")
+    assert latency["p50"] is not None and latency["total"] is None
+
+
+def test_quota_cards_show_headroom_or_say_no_quota_found(rendered):
+    _out, files = rendered
+    page, report = load(report_of(files, GEO))
+    cards = {card["quota_type"]: card for card in report["quotas"]["cards"]}
+    assert [cards[name]["quota_value"] for name in ("tpm", "rpm", "tpd")] == [TPM_QUOTA, RPM_QUOTA, TPD_QUOTA]
+    for quota_type, card in cards.items():
+        assert shown(page.values[(f"quota-{quota_type}", "quota_value")]) == card["quota_value"]
+    tpm_7d = next(row for row in cards["tpm"]["windows"] if row["window"] == "7d")
+    assert tpm_7d["utilisation_max_pct"] == round(100 * tpm_7d["max"] / TPM_QUOTA, 1)
+    assert tpm_7d["minutes_over_100"] > 0
+    html_text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
+    assert f"{tpm_7d['utilisation_max_pct']:,} %" in html_text
+
+    page, report = load(report_of(files, BASE))
+    assert [card["found"] for card in report["quotas"]["cards"]] == [False, False, False]
+    assert not [key for key in page.values if key[1] == "quota_value"]
+    assert report_of(files, BASE).html_path.read_text(encoding="utf-8").count("no quota found") == 3
+
+
+def test_quota_card_tables_match_the_json(rendered):
+    _out, files = rendered
+    text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
+    _page, report = load(report_of(files, GEO))
+    for card in report["quotas"]["cards"]:
+        # Each card's table is the first table after the card's opening tag.
+        start = text.index(f'id="quota-{card["quota_type"]}"')
+        table = Page(text[text.index("<table>", start) : text.index("</table>", start) + len("</table>")])
+        rows = table.rows("anonymous-0")
+        assert [attrs["data-window"] for attrs, _cells in rows] == [row["window"] for row in card["windows"]]
+        for (_attrs, cells), row in zip(rows, card["windows"], strict=True):
+            for column, value in cells.items():
+                assert shown(value) == row[column], (card["quota_type"], row["window"], column)
+
+
+def test_report_renders_without_the_quota_marts(tmp_path):
+    database = build_warehouse(tmp_path / "usage.duckdb", with_quotas=False)
+    with duckdb.connect(str(database), read_only=True) as connection:
+        files = render_reports(connection, tmp_path / "out", AS_OF, select=[("us-east-1", GEO)])
+    page, report = load(files[0])
+    assert report["quotas"]["headroom_available"] is False
+    assert [card["found"] for card in report["quotas"]["cards"]] == [False, False, False]
+    text = files[0].html_path.read_text(encoding="utf-8")
+    assert text.count("no quota found") == 4  # three cards and the notice above them
+    figures = page.figures()
+    assert not any("quota (" in trace.get("name", "") for trace in figures["chart-tpm-1d"]["data"])
+    index_page, index = load(files[-1])
+    assert index["endpoints"][0]["tpm_quota"] is None
+    assert index_page.rows("endpoints")[0][1]["tpm_quota"] == "no quota found"
+    assert page.fields["account_id"] == "unknown"
+
+
+def test_an_evil_tag_value_is_escaped_everywhere(rendered):
+    _out, files = rendered
+    file = report_of(files, GEO)
+    text = file.html_path.read_text(encoding="utf-8")
+    # Only the report's own three script elements exist: plotly.js, the figures and the loader.
+    assert text.count("<script") == 3
+    assert text.lower().count("</script") == 3
+    assert 'alert("owned")' not in text
+    assert "<!--" not in text
+    assert "&lt;script&gt;alert(&#34;owned&#34;)&lt;/script&gt;" in text
+    page, report = load(file)
+    team = next(tag for tag in report["tags"] if tag["tag_key"] == "team")
+    assert EVIL_TAG in {row["tag_value"] for window in team["windows"] for row in window["rows"]}
+    cells = {cells["tag_value"] for _attrs, cells in page.rows(f"tags-{report['tags'].index(team)}")}
+    assert EVIL_TAG.strip() in cells
+    # Inside the figure JSON it is \u003c-escaped; plotly then gets an HTML-escaped label it shows literally.
+    assert r"\u0026lt;script\u0026gt;alert(\"owned\")" in text
+    figures_script = next(body for attrs, body in page.scripts if attrs.get("id") == "buw-figures")
+    assert "\u2028" not in figures_script and "\\u2028" in figures_script
+    figure = page.figures()[f"chart-tag-{report['tags'].index(team)}"]
+    assert html.escape(EVIL_TAG, quote=False) in figure["data"][0]["x"]
+    # The JSON file carries the value verbatim (plain JSON string escaping, UTF-8).
+    assert json.dumps(EVIL_TAG, ensure_ascii=False) in file.json_path.read_text(encoding="utf-8")
+
+
+def test_charts_hold_the_json_series_with_dashed_red_quota_lines(rendered):
+    _out, files = rendered
+    page, report = load(report_of(files, GEO))
+    figures = page.figures()
+    labels = ["all profiles", "direct", "chat-bot", "evil-profile", "search-api"]
+    for chart in report["charts"]["windows"]:
+        assert chart["points"] == len(chart["tpm"][0]["values"])
+        for metric in ("tpm", "rpm", "quota_tpm"):
+            figure = figures[f"chart-{metric.replace('_', '-')}-{chart['window']}"]
+            lines = [trace for trace in figure["data"] if "quota (" not in trace["name"]]
+            assert [trace["name"] for trace in lines] == [line["label"] for line in chart[metric]]
+            for trace, line in zip(lines, chart[metric], strict=True):
+                assert typed(trace["y"]) == line["values"]
+                assert trace["dx"] == chart["bucket_minutes"] * 60_000
+                assert trace["x0"] == chart["x0"].replace("T", " ").removesuffix("Z")
+            quota = [trace for trace in figure["data"] if "quota (" in trace["name"]]
+            assert len(quota) == 1
+            assert quota[0]["line"] == {"color": "#d62728", "dash": "dash", "width": 2}
+            expected = TPM_QUOTA if metric != "rpm" else RPM_QUOTA
+            assert quota[0]["y"] == [expected, expected]
+        assert [line["label"] for line in chart["tpm"]] == labels
+    tpd = figures["chart-tpd"]
+    assert any(trace["name"] == f"TPD quota ({TPD_QUOTA:,})" for trace in tpd["data"])
+    timeline = figures["chart-throttles"]["data"][0]
+    assert typed(timeline["y"]) == report["charts"]["throttle_timeline"]["values"]
+    assert sum(report["charts"]["throttle_timeline"]["values"]) == report["throttles"]["windows"][-1]["throttles"]
+    assert "output tokens count ×5" in figures["chart-quota-tpm-1d"]["layout"]["title"]["subtitle"]["text"]
+    assert report["burndown_estimate"] == 5
+
+
+def test_a_bucket_shows_the_peak_minute_of_rates_and_the_sum_of_counts(rendered, warehouse):
+    _out, files = rendered
+    _page, report = load(report_of(files, GEO))
+    chart = next(chart for chart in report["charts"]["windows"] if chart["window"] == "7d")
+    assert chart["bucket_minutes"] == 30
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        minutes = connection.execute(
+            """
+            select ts, sum(tpm), sum(rpm), sum(throttles) from usage_minute
+            where endpoint = ? and ts >= ? and ts < ? group by ts
+            """,
+            [GEO, AS_OF - timedelta(days=30), AS_OF],
+        ).fetchall()
+    start = AS_OF - timedelta(days=7)
+    peaks: dict[int, float] = {}
+    for ts, tpm, _rpm, _throttles in minutes:
+        if ts >= start:
+            bucket = int((ts - start).total_seconds() // 1800)
+            peaks[bucket] = max(peaks.get(bucket, 0), tpm)
+    expected = [round(peaks.get(bucket, 0)) for bucket in range(336)]
+    assert chart["tpm"][0]["values"] == expected
+    # The peak, not the mean: a bucket's point equals its busiest minute, above the bucket average.
+    assert max(expected) == round(max(tpm for ts, tpm, _r, _t in minutes if ts >= start))
+
+    timeline = report["charts"]["throttle_timeline"]
+    first = AS_OF - timedelta(days=30)
+    sums: dict[int, float] = {}
+    for ts, _tpm, _rpm, throttles in minutes:
+        bucket = int((ts - first).total_seconds() // (timeline["bucket_minutes"] * 60))
+        sums[bucket] = sums.get(bucket, 0) + throttles
+    offset = int((np.datetime64(timeline["x0"][:-1]) - np.datetime64(first)) / np.timedelta64(1, "m"))
+    offset //= timeline["bucket_minutes"]
+    assert timeline["values"] == [round(sums.get(offset + index, 0)) for index in range(len(timeline["values"]))]
+    assert max(timeline["values"]) > 0
+
+
+def test_tag_and_throttle_tables_match_the_json_and_shares_add_up(rendered):
+    _out, files = rendered
+    page, report = load(report_of(files, GEO))
+    for index, tag in enumerate(report["tags"]):
+        rows = page.rows(f"tags-{index}")
+        expected = [(window["window"], row) for window in tag["windows"] for row in window["rows"]]
+        assert len(rows) == len(expected)
+        for (attrs, cells), (window, row) in zip(rows, expected, strict=True):
+            assert attrs["data-window"] == window
+            for column in ("tokens", "share_pct", "invocations", "peak_tpm"):
+                assert shown(cells[column]) == row[column]
+        for window in tag["windows"]:
+            assert sum(row["share_pct"] for row in window["rows"]) == pytest.approx(100, abs=0.05)
+    for window in report["throttles"]["windows"]:
+        if not window["rows"]:
+            continue
+        rows = page.rows(f"throttles-{window['window']}")
+        assert [attrs["data-series"] for attrs, _cells in rows] == [row["series_id"] for row in window["rows"]]
+        for (_attrs, cells), row in zip(rows, window["rows"], strict=True):
+            for column, value in cells.items():
+                assert shown(value) == row[column]
+        assert sum(row["share_pct"] for row in window["rows"]) == pytest.approx(100, abs=0.05)
+    for window in report["throttles"]["windows"]:
+        owner = f"throttle-summary-{window['window']}"
+        assert shown(page.values[(owner, "throttled_minutes")]) == window["throttled_minutes"]
+        assert shown(page.values[(owner, "throttles")]) == window["throttles"]
+    worst = report["throttles"]["worst_minutes"]
+    assert len(worst) == 10
+    assert [row["throttles"] for row in worst] == sorted((row["throttles"] for row in worst), reverse=True)
+    assert worst[0]["top_label"] in {"direct", "search-api", "chat-bot", "evil-profile"}
+    for (_attrs, cells), row in zip(page.rows("throttle-minutes"), worst, strict=True):
+        assert cells["top_label"] == row["top_label"]
+        assert shown(cells["throttles"]) == row["throttles"]
+        assert shown(cells["top_share_pct"]) == row["top_share_pct"]
+
+
+def test_coverage_reports_resolution_and_the_limitations(rendered):
+    _out, files = rendered
+    page, report = load(report_of(files, GEO))
+    windows = {row["window"]: row for row in report["coverage"]["windows"]}
+    assert windows["1d"]["resolution"] == "1-min"
+    assert windows["30d"]["resolution"] == "1-min and 5-min"
+    assert windows["30d"]["points_5min"] == 7 * 288
+    assert windows["30d"]["covered_from"] == "2025-05-20T12:00:00Z"
+    assert windows["30d"]["covered_minutes"] == 21 * 1440
+    for attrs, cells in page.rows("coverage-windows"):
+        row = windows[attrs["data-window"]]
+        assert cells["resolution"] == row["resolution"]
+        assert shown(cells["points_1min"]) == row["points_1min"]
+        assert shown(cells["covered_minutes"]) == row["covered_minutes"]
+    text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
+    assert "max_tokens" in text and "EstimatedTPMQuotaUsage" in text and "5-minute" in text
+    # The 30d chart starts where the data does instead of drawing 9 empty days as zero usage.
+    chart = report["charts"]["windows"][-1]
+    assert chart["x0"] == "2025-05-20T12:00:00Z"
+
+
+def test_index_lists_every_endpoint_by_utilisation_with_links(rendered):
+    out_dir, files = rendered
+    page, index = load(files[-1])
+    assert index["endpoints"][0]["endpoint"] == GEO  # the only endpoint with quotas
+    assert index["as_of"] == "2025-06-10T12:00:00Z" and index["account_id"] == ACCOUNT_ID
+    rows = page.rows("endpoints")
+    assert [attrs["data-endpoint"] for attrs, _cells in rows] == [row["endpoint"] for row in index["endpoints"]]
+    for (_attrs, cells), row in zip(rows, index["endpoints"], strict=True):
+        assert (out_dir / row["link"]).is_file()
+        report = json.loads((out_dir / row["link"]).with_suffix(".json").read_text(encoding="utf-8"))
+        stats_7d = {metric["metric"]: metric for metric in report["stats"][2]["metrics"]}
+        assert row["tpm_p90"] == stats_7d["tpm"]["p90"] and row["rpm_max"] == stats_7d["rpm"]["max"]
+        assert row["throttled_minutes"] == report["throttles"]["windows"][2]["throttled_minutes"]
+        for column, text in cells.items():
+            if row[column] is None:
+                assert text in ("—", "no quota found")
+            else:
+                assert shown(text) == row[column], (row["endpoint"], column)
+    assert sorted(page.links) == sorted(row["link"] for row in index["endpoints"])
+
+
+def test_output_is_byte_identical_for_the_same_warehouse_and_as_of(rendered, warehouse, tmp_path):
+    out_dir, files = rendered
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        again = render_reports(connection, tmp_path, AS_OF + timedelta(seconds=30), account_id=ACCOUNT_ID)
+    assert len(again) == len(files)
+    for first, second in zip(files, again, strict=True):
+        assert second.html_path.relative_to(tmp_path) == first.html_path.relative_to(out_dir)
+        assert second.html_path.read_bytes() == first.html_path.read_bytes()
+        assert second.json_path.read_bytes() == first.json_path.read_bytes()
+
+
+def test_the_largest_endpoint_stays_under_5_mb(big_warehouse, tmp_path):
+    with duckdb.connect(str(big_warehouse), read_only=True) as connection:
+        files = render_reports(connection, tmp_path, AS_OF)
+    page_file = files[0]
+    print(f"largest fixture page: {page_file.html_bytes:,} bytes")
+    assert page_file.html_bytes <= MAX_HTML_BYTES
+    _page, report = load(page_file)
+    lines = [line["label"] for line in report["charts"]["lines"]]
+    assert len(lines) == MAX_CHART_SERIES + 1
+    assert lines[-1] == "other (8 profiles)"
+    # Fifteen series do not fit at 1-minute points for a whole day, so the 1d chart is bucketed more coarsely.
+    assert report["charts"]["level"] >= 1
+    one_day = report["charts"]["windows"][1]
+    assert one_day["bucket_minutes"] > 1 and one_day["points"] == 1440 // one_day["bucket_minutes"]
+    # The "other" line is the peak of the per-minute sum of the profiles it stands for, never more than the total.
+    total, other = one_day["tpm"][0]["values"], one_day["tpm"][-1]["values"]
+    assert all(part <= whole for part, whole in zip(other, total, strict=True))
+    assert max(other) > 0
+    assert report["header"]["endpoint"] == BIG
+
+
+def test_a_missing_mart_is_a_clear_error(tmp_path):
+    with (
+        duckdb.connect(str(tmp_path / "empty.duckdb")) as connection,
+        pytest.raises(ReportError, match="run the models first"),
+    ):
+        render_reports(connection, tmp_path / "out", AS_OF)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_as_of_the_models_did_not_use_is_refused(warehouse):
+    with (
+        duckdb.connect(str(warehouse), read_only=True) as connection,
+        pytest.raises(ReportError, match="window_stats was computed for as_of 2025-06-10T12:00:00Z"),
+    ):
+        build_report_data(connection, "us-east-1", GEO, AS_OF + timedelta(hours=1))
+
+
+def test_an_unknown_endpoint_is_a_clear_error(warehouse, tmp_path):
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        with pytest.raises(ReportError, match="not in the warehouse"):
+            render_reports(connection, tmp_path, AS_OF, select=[("us-east-1", "no.such-model-v1:0")])
+        with pytest.raises(ReportError, match="not in the warehouse"):
+            build_report_data(connection, "eu-west-1", GEO, AS_OF)
+
+
+def test_build_report_data_is_the_json_file(rendered, warehouse):
+    _out, files = rendered
+    file = report_of(files, "eu.amazon.nova-pro-v1:0")
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        report = build_report_data(connection, "eu-west-1", "eu.amazon.nova-pro-v1:0", AS_OF, account_id=ACCOUNT_ID)
+    assert json.loads(json.dumps(report)) == json.loads(file.json_path.read_text(encoding="utf-8"))
+    assert Path(file.html_path).read_text(encoding="utf-8").count("Plotly.newPlot") == 1
