@@ -5,9 +5,10 @@ and parses responses with (``botocore/data/<service>/<version>/service-2.json``)
 request into ``(service, operation, params)`` and turns a handler's result or an :class:`ApiError` back into
 the bytes that protocol expects:
 
-- ``smithy-rpc-v2-cbor`` (CloudWatch, current botocore): CBOR bodies, timestamps as tag 1 epoch seconds;
-- ``json`` (awsJson 1.0/1.1: Service Quotas, Logs, CloudWatch for older clients);
-- ``query`` (STS, CloudWatch for the oldest clients) and its ``ec2`` variant;
+- ``smithy-rpc-v2-cbor`` (CloudWatch's first-listed protocol, sent by SDKs that prefer it): CBOR bodies,
+  timestamps as tag 1 epoch seconds;
+- ``json`` (awsJson 1.0/1.1: Service Quotas, Logs, and CloudWatch as botocore 1.44 resolves it);
+- ``query`` (STS, CloudWatch for older clients) and its ``ec2`` variant;
 - ``rest-json`` (Bedrock, Account): operation chosen by method and the model's ``requestUri``.
 
 Routing uses the SigV4 credential scope (``Credential=KEY/DATE/REGION/SERVICE/aws4_request``); signatures are
@@ -274,9 +275,7 @@ def route(request: HttpRequest) -> Route | None:
                     first = Route(signing_name, region, protocol, model, _operation_named(request, wire))
                 continue
             name, path_params = matched
-            return Route(
-                signing_name, region, protocol, model, name, model.operation_model(name), path_params
-            )
+            return Route(signing_name, region, protocol, model, name, model.operation_model(name), path_params)
         name = _operation_named(request, protocol)
         operation = model.operation_model(name) if name in model.operation_names else None
         return Route(signing_name, region, protocol, model, name, operation)
@@ -572,8 +571,66 @@ def _header_text(shape: Shape, value: Any) -> str:
     return str(value)
 
 
+_ARRAY_MARKER = re.compile(r'"\\u0000buw-array-(\d+)\\u0000"')
+
+
+class _JsonArray:
+    """A numpy array to be written into a JSON document as pre-rendered text (see :func:`_json_bytes`)."""
+
+    def __init__(self, values: np.ndarray, as_float: bool) -> None:
+        self.values = values
+        self.as_float = as_float
+
+
 def _json_bytes(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    arrays: list[_JsonArray] = []
+
+    def placeholder(value: Any) -> str:
+        if isinstance(value, _JsonArray):
+            arrays.append(value)
+            return f"\x00buw-array-{len(arrays) - 1}\x00"
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=placeholder)
+    if not arrays:
+        return text.encode("utf-8")
+    # json.dumps quotes each placeholder and escapes its NULs; split once and splice the rendered arrays in.
+    pieces = _ARRAY_MARKER.split(text)
+    parts = []
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            array = arrays[int(piece)]
+            parts.append(_json_numbers(array.values, array.as_float))
+        else:
+            parts.append(piece.encode("utf-8"))
+    return b"".join(parts)
+
+
+def _json_numbers(values: np.ndarray, as_float: bool) -> bytes:
+    """A JSON array of numbers, rendered in numpy passes when every value is a small non-negative integer.
+
+    Integers are right-aligned in a fixed width (JSON allows the blanks before a number); doubles keep a ``.0``
+    so parsers read them as floats, as AWS writes them. Anything else falls back to the json module.
+    """
+    n = len(values)
+    if n == 0:
+        return b"[]"
+    as_int = values.astype(np.int64)
+    if not np.array_equal(as_int, values) or as_int.min() < 0 or as_int.max() >= 10**15:
+        items = values.astype(np.float64).tolist() if as_float else values.tolist()
+        return json.dumps(items, allow_nan=False, separators=(",", ":")).encode()
+    width = len(str(int(as_int.max())))
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    column = as_int[:, None]
+    digits = ((column // powers) % 10).astype(np.uint8) + ord("0")
+    leading = column < powers
+    leading[:, -1] = False
+    digits[leading] = ord(" ")
+    suffix = b".0," if as_float else b","
+    out = np.empty((n, width + len(suffix)), dtype=np.uint8)
+    out[:, :width] = digits
+    out[:, width:] = np.frombuffer(suffix, dtype=np.uint8)
+    return b"[" + out.tobytes()[:-1] + b"]"
 
 
 def _epoch(value: Any) -> float | int:
@@ -609,9 +666,8 @@ def _to_document(shape: Shape, value: Any, timestamp_format: str) -> Any:
         return document
     if kind == "list":
         if isinstance(value, np.ndarray):
-            if shape.member.type_name == "timestamp":
-                return _epoch_list(value)
-            return value.astype(np.float64).tolist()
+            # Timestamps are epoch seconds (integers when whole); values are doubles.
+            return _JsonArray(value, as_float=shape.member.type_name != "timestamp")
         return [_to_document(shape.member, v, timestamp_format) for v in value]
     if kind == "map":
         return {str(k): _to_document(shape.value, value[k], timestamp_format) for k in sorted(value)}
@@ -621,20 +677,13 @@ def _to_document(shape: Shape, value: Any, timestamp_format: str) -> Any:
         raw = value if isinstance(value, bytes) else str(value).encode()
         return base64.b64encode(raw).decode("ascii")
     if kind in ("float", "double"):
-        number = float(value)
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+        # AWS writes doubles with a fraction (800000.0); botocore's JSON parser keeps ints as ints.
+        return float(value)
     if kind in ("integer", "long"):
         return int(value)
     if kind == "boolean":
         return bool(value)
     return value
-
-
-def _epoch_list(seconds: np.ndarray) -> list:
-    as_int = seconds.astype(np.int64)
-    if np.array_equal(as_int, seconds):
-        return as_int.tolist()
-    return seconds.astype(np.float64).tolist()
 
 
 # ---- CBOR
@@ -810,9 +859,7 @@ def _xml_array(item_tag: str, member: Shape, values: np.ndarray) -> str:
     return f"<{item_tag}>{sep.join(items)}</{item_tag}>"
 
 
-def _query_xml(
-    model: ServiceModel, operation: OperationModel, output: Mapping[str, Any], req_id: str
-) -> bytes:
+def _query_xml(model: ServiceModel, operation: OperationModel, output: Mapping[str, Any], req_id: str) -> bytes:
     namespace = model.metadata.get("xmlNamespace", "")
     name = operation.name
     parts = [f'<{name}Response xmlns="{namespace}">']
@@ -850,9 +897,7 @@ def _error_shape(model: ServiceModel | None, code: str) -> Shape | None:
     return None
 
 
-def encode_error(
-    route_: Route | None, error: ApiError, req_id: str, protocol: str | None = None
-) -> HttpResponse:
+def encode_error(route_: Route | None, error: ApiError, req_id: str, protocol: str | None = None) -> HttpResponse:
     """Serialize ``error`` the way the route's protocol carries errors, so botocore reports ``error.code``."""
     protocol = protocol or (route_.protocol if route_ is not None else "rest-json")
     model = route_.service if route_ is not None else None
