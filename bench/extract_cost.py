@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
     runs = measure(args.scenario, max(1, args.repeat))
-    print(
-        f"GetMetricData cost, scenario {args.scenario!r}, as_of {AS_OF:%Y-%m-%dT%H:%MZ}, {args.repeat} run(s)"
-    )
+    print(f"GetMetricData cost, scenario {args.scenario!r}, as_of {AS_OF:%Y-%m-%dT%H:%MZ}, {args.repeat} run(s)")
     header = (
         f"{'run':<22}{'parts':>6}{'calls':>8}{'minimum':>9}{'ratio':>7}{'metrics':>10}{'min metrics':>13}"
         f"{'slots':>12}{'returned':>11}{'ret. bound':>11}{'median s':>10}"

@@ -154,9 +154,7 @@ def _metric_data_query(query: MetricQuery, period: int) -> dict:
     }
 
 
-def _fetch_batch(
-    client, batch: QueryBatch, limiter: RateLimiter
-) -> tuple[dict[str, dict[datetime, float]], CallStats]:
+def _fetch_batch(client, batch: QueryBatch, limiter: RateLimiter) -> tuple[dict[str, dict[datetime, float]], CallStats]:
     """One packed call and its NextToken pages: per query id, {period start: value}."""
     region = client.meta.region_name
     by_id = {query.query_id: query for query in batch.queries}
@@ -188,8 +186,7 @@ def _fetch_batch(
                 raise AwsApiError(
                     "GetMetricData",
                     region,
-                    f"{query.metric} {query.stat} of {query.model_id} came back PartialData "
-                    "without a NextToken",
+                    f"{query.metric} {query.stat} of {query.model_id} came back PartialData without a NextToken",
                 )
             if status not in ("Complete", "PartialData"):
                 reasons = "; ".join(f"{m.get('Code')}: {m.get('Value')}" for m in result.get("Messages", []))
@@ -256,10 +253,7 @@ def fetch_metric_data(
     limiter = RateLimiter(max_calls_per_second)
     results: list[tuple[dict[str, dict[datetime, float]], CallStats] | None] = [None] * len(batches)
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(batches)))) as executor:
-        futures = {
-            executor.submit(_fetch_batch, client, batch, limiter): index
-            for index, batch in enumerate(batches)
-        }
+        futures = {executor.submit(_fetch_batch, client, batch, limiter): index for index, batch in enumerate(batches)}
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()

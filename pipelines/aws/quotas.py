@@ -25,9 +25,7 @@ def list_service_quotas(client, service_code: str = "bedrock") -> list[QuotaReco
     the default, else None: this is what GetServiceQuota would report as an account-level value, decided
     without one call per quota.
     """
-    defaults = _list_all(
-        client, "list_aws_default_service_quotas", "ListAWSDefaultServiceQuotas", service_code
-    )
+    defaults = _list_all(client, "list_aws_default_service_quotas", "ListAWSDefaultServiceQuotas", service_code)
     applied = _list_all(client, "list_service_quotas", "ListServiceQuotas", service_code)
     records = []
     for code in sorted(defaults.keys() | applied.keys()):

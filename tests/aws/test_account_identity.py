@@ -10,9 +10,7 @@ from pipelines.aws.account import BEDROCK_REGIONS, get_account_id, list_regions
 
 
 def client(service):
-    return boto3.client(
-        service, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
+    return boto3.client(service, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
 
 
 def test_account_id_from_sts():

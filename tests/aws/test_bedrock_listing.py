@@ -13,17 +13,13 @@ from pipelines.aws.bedrock import list_foundation_models, list_inference_profile
 
 HAIKU_ARN = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
 HAIKU_ARN_WEST = "arn:aws:bedrock:us-west-2::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
-SYSTEM_ARN = (
-    "arn:aws:bedrock:us-east-1:111122223333:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
-)
+SYSTEM_ARN = "arn:aws:bedrock:us-east-1:111122223333:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
 APP_ARN = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/a1b2c3d4e5f6"
 
 
 @pytest.fixture
 def bedrock():
-    client = boto3.client(
-        "bedrock", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
+    client = boto3.client("bedrock", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()
@@ -106,9 +102,7 @@ def test_inference_profiles_follow_pages_for_both_types(bedrock):
         "list_inference_profiles",
         {
             "inferenceProfileSummaries": [
-                profile(
-                    "a1b2c3d4e5f6", APP_ARN, "APPLICATION", [HAIKU_ARN], name="team-search", createdAt=created
-                )
+                profile("a1b2c3d4e5f6", APP_ARN, "APPLICATION", [HAIKU_ARN], name="team-search", createdAt=created)
             ]
         },
         {"typeEquals": "APPLICATION"},
@@ -126,9 +120,7 @@ def test_inference_profiles_follow_pages_for_both_types(bedrock):
 
 def test_system_is_accepted_for_system_defined(bedrock):
     client, stubber = bedrock
-    stubber.add_response(
-        "list_inference_profiles", {"inferenceProfileSummaries": []}, {"typeEquals": "SYSTEM_DEFINED"}
-    )
+    stubber.add_response("list_inference_profiles", {"inferenceProfileSummaries": []}, {"typeEquals": "SYSTEM_DEFINED"})
     assert list_inference_profiles(client, "SYSTEM") == []
 
 

@@ -27,9 +27,7 @@ DAY = datetime(2026, 11, 19)
 
 @pytest.fixture
 def cloudwatch():
-    client = boto3.client(
-        "cloudwatch", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
+    client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()
@@ -40,9 +38,7 @@ def model_ids(count: int) -> list[str]:
 
 
 def empty_results(count: int, status: str = "Complete") -> list[dict]:
-    return [
-        {"Id": f"q{index}", "Timestamps": [], "Values": [], "StatusCode": status} for index in range(count)
-    ]
+    return [{"Id": f"q{index}", "Timestamps": [], "Values": [], "StatusCode": status} for index in range(count)]
 
 
 # Packing ---
@@ -131,11 +127,7 @@ def test_results_map_back_to_model_metric_and_stat_as_naive_utc(cloudwatch):
     results[9].update(Timestamps=[(start + timedelta(minutes=1)).replace(tzinfo=UTC)], Values=[812.5])
     stubber.add_response("get_metric_data", {"MetricDataResults": results})
     points, stats = fetch_metric_data(client, ["us.anthropic.claude"], start, end, 60)
-    rows = list(
-        zip(
-            points.model_id, points.metric, points.stat, points.period_s, points.ts, points.value, strict=True
-        )
-    )
+    rows = list(zip(points.model_id, points.metric, points.stat, points.period_s, points.ts, points.value, strict=True))
     assert rows == [
         ("us.anthropic.claude", "InvocationLatency", "Average", 60, start + timedelta(minutes=1), 812.5),
         ("us.anthropic.claude", "Invocations", "Sum", 60, start, 3.0),
@@ -200,9 +192,7 @@ def test_call_level_messages_are_an_error(cloudwatch):
         "get_metric_data",
         {
             "MetricDataResults": empty_results(13),
-            "Messages": [
-                {"Code": "MaxMetricsExceeded", "Value": "Maximum number of allowed metrics exceeded"}
-            ],
+            "Messages": [{"Code": "MaxMetricsExceeded", "Value": "Maximum number of allowed metrics exceeded"}],
         },
     )
     with pytest.raises(AwsApiError, match="MaxMetricsExceeded"):
