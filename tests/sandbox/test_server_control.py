@@ -93,6 +93,19 @@ def test_stop_releases_the_port_even_with_a_keep_alive_client(serve, boto3_clien
         assert control(again, "health")[0] == 200
 
 
+def test_a_scenario_file_path_is_served(boto3_client):
+    from importlib import resources
+
+    path = resources.files("pipelines.sandbox") / "scenarios" / "tiny.yaml"
+    server = SandboxServer(str(path), now=NOW).start()
+    try:
+        client = boto3_client("sts", endpoint_url=server.endpoint_url)
+        assert client.get_caller_identity()["Account"] == server.scenario.account_id
+        assert server.scenario.name == "tiny"
+    finally:
+        server.stop()
+
+
 def test_bad_options_are_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="fault rate"):
         SandboxServer("demo", fault_rate=1.5)
@@ -235,12 +248,15 @@ def test_injected_faults_have_each_protocols_error_shape(serve, boto3_client, se
         400,
     )
 
-    serve(fault_rate=1.0, fault_kinds=("500",))
+    server = serve(fault_rate=1.0, fault_kinds=("500",))
     client = boto3_client(service, config=NO_RETRIES)
     with pytest.raises(ClientError) as excinfo:
         call(client)
     error = excinfo.value.response
     assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("InternalFailure", 500)
+    # The control endpoints are never faulted.
+    assert control(server, "health")[0] == 200
+    assert control(server, "stats")[1]["faults"] == {"500": 1}
 
 
 def test_a_reset_fault_drops_the_connection(serve, boto3_client):
