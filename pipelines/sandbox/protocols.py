@@ -231,7 +231,7 @@ def _form(request: HttpRequest) -> dict[str, str]:
     return dict(pairs)
 
 
-def _wire_protocol(request: HttpRequest) -> str:
+def wire_protocol(request: HttpRequest) -> str:
     """The protocol a request speaks, judged from the request itself."""
     headers = request.headers
     if headers.get("smithy-protocol", "").lower() == "rpc-v2-cbor":
@@ -249,7 +249,7 @@ def route(request: HttpRequest) -> Route | None:
     if scope is None:
         return None
     region, signing_name = scope
-    wire = _wire_protocol(request)
+    wire = wire_protocol(request)
     candidates = SIGNING_NAME_SERVICES.get(signing_name, ())
     if not candidates:
         if wire == "rest-json" and signing_name in REST_XML_SIGNING_NAMES:
@@ -260,14 +260,8 @@ def route(request: HttpRequest) -> Route | None:
     for service_name in candidates:
         model = service_model(service_name)
         protocols = _protocols(model)
-        if wire == "query" and "ec2" in protocols:
-            protocol = "ec2"
-        elif wire in protocols:
-            protocol = wire
-        elif wire == "rest-json" and protocols[0] in ("rest-json", "rest-xml"):
-            protocol = protocols[0]
-        else:
-            protocol = protocols[0]
+        # EC2 speaks its own variant of query; a request the service cannot speak is answered in its own protocol.
+        protocol = "ec2" if wire == "query" and "ec2" in protocols else wire if wire in protocols else protocols[0]
         if protocol in ("rest-json", "rest-xml"):
             matched = _match_uri(service_name, request.method, request.path, request.query)
             if matched is None:

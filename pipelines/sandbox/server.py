@@ -296,7 +296,7 @@ class SandboxServer:
                 None,
                 ApiError("MissingAuthenticationToken", "Request is missing a SigV4 Authorization header.", 403),
                 req_id,
-                protocols._wire_protocol(request),
+                protocols.wire_protocol(request),
             )
         self._stats.call(route.call_name)
         if self._bucket is not None and not self._bucket.take():

@@ -158,9 +158,7 @@ def _reduce(samples: Any, stat: str, step: int, n: int, length: int) -> tuple[np
     return mask, np.where(active, padded(samples.maximum, -np.inf), -np.inf).max(axis=1)[mask]
 
 
-def _model_id(
-    namespace: str | None, metric_name: str | None, dimensions: tuple[tuple[str, str], ...]
-) -> str | None:
+def _model_id(namespace: str | None, metric_name: str | None, dimensions: tuple[tuple[str, str], ...]) -> str | None:
     """The ModelId a metric names, or None for any metric Bedrock does not publish."""
     from pipelines.sandbox.traffic import METRICS
 
@@ -207,8 +205,7 @@ def _parse_queries(params: dict[str, Any]) -> list[MetricQuery]:
             if stat_block is not None:
                 raise ApiError(
                     "ValidationError",
-                    f"Exactly one element of the MetricStat or the Expression parameter must be set "
-                    f"for {where}.",
+                    f"Exactly one element of the MetricStat or the Expression parameter must be set for {where}.",
                 )
             raise ApiError(
                 "ValidationError",
@@ -264,8 +261,7 @@ def _timezone(params: dict[str, Any]) -> timezone:
     if match is None or int(match.group(2)) > 23 or int(match.group(3)) > 59:
         raise ApiError(
             "InvalidParameterValue",
-            f"The value {text} for parameter LabelOptions.Timezone is not valid; "
-            "use +HHMM or -HHMM, e.g. +0130.",
+            f"The value {text} for parameter LabelOptions.Timezone is not valid; use +HHMM or -HHMM, e.g. +0130.",
         )
     sign = -1 if match.group(1) == "-" else 1
     return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
@@ -358,8 +354,7 @@ def get_metric_data(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     if scan_by not in ("TimestampDescending", "TimestampAscending"):
         raise ApiError(
             "InvalidParameterValue",
-            f"The value {scan_by} for parameter ScanBy is not valid; "
-            "use TimestampDescending or TimestampAscending.",
+            f"The value {scan_by} for parameter ScanBy is not valid; use TimestampDescending or TimestampAscending.",
         )
     page_size = params.get("MaxDatapoints")
     if page_size is not None and page_size < 1:
@@ -368,19 +363,13 @@ def get_metric_data(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     tz = _timezone(params)
     start_s = math.floor(_epoch_seconds(start))
     end_s = _epoch_seconds(end)
-    digest = fingerprint(
-        [ctx.region, [q.__dict__ for q in queries], start_s, end_s, scan_by, page_size, str(tz)]
-    )
+    digest = fingerprint([ctx.region, [q.__dict__ for q in queries], start_s, end_s, scan_by, page_size, str(tz)])
     offset = 0
     now_s = int(_epoch_seconds(ctx.now))
     token = params.get("NextToken")
     if token:
         state = decode_token(token, "InvalidNextToken", "The NextToken is not valid for this request.")
-        if (
-            state.get("r") != digest
-            or not isinstance(state.get("o"), int)
-            or not isinstance(state.get("t"), int)
-        ):
+        if state.get("r") != digest or not isinstance(state.get("o"), int) or not isinstance(state.get("t"), int):
             raise ApiError("InvalidNextToken", "The NextToken is not valid for this request.")
         # Later pages read the data as of the first page's clock, so a paginated read is one consistent
         # snapshot.
@@ -426,9 +415,7 @@ def get_metric_statistics(ctx: CallContext, params: dict[str, Any]) -> dict[str,
     """GetMetricStatistics: up to 1,440 datapoints of one metric, ascending, with the requested statistics."""
     statistics = params.get("Statistics") or []
     if params.get("ExtendedStatistics"):
-        raise ApiError(
-            "InvalidParameterValue", "The sandbox does not support ExtendedStatistics (percentiles)."
-        )
+        raise ApiError("InvalidParameterValue", "The sandbox does not support ExtendedStatistics (percentiles).")
     if not statistics:
         raise ApiError(
             "InvalidParameterCombination",
@@ -439,14 +426,10 @@ def get_metric_statistics(ctx: CallContext, params: dict[str, Any]) -> dict[str,
             raise ApiError("InvalidParameterValue", f"The statistic {stat} is not valid.")
     period = int(params["Period"])
     if period % 60 and period not in HIGH_RESOLUTION_PERIODS:
-        raise ApiError(
-            "InvalidParameterValue", "The parameter Period must be 1, 5, 10, 30 or a multiple of 60."
-        )
+        raise ApiError("InvalidParameterValue", "The parameter Period must be 1, 5, 10, 30 or a multiple of 60.")
     start, end = params["StartTime"], params["EndTime"]
     if start >= end:
-        raise ApiError(
-            "InvalidParameterValue", "The parameter StartTime must be less than the parameter EndTime."
-        )
+        raise ApiError("InvalidParameterValue", "The parameter StartTime must be less than the parameter EndTime.")
     start_s, end_s = math.floor(_epoch_seconds(start)), _epoch_seconds(end)
     now_s = int(_epoch_seconds(ctx.now))
     requested = math.ceil((end_s - rounded_start(start_s, now_s)) / period)
@@ -494,9 +477,7 @@ def _listed_metrics(ctx: CallContext, now_minute: int, window: int) -> list[tupl
         if last is None or last < now_minute - window:
             continue
         for metric in METRICS:
-            samples = ctx.traffic.minutes(
-                ctx.region, series.model_id, metric, now_minute - window, now_minute
-            )
+            samples = ctx.traffic.minutes(ctx.region, series.model_id, metric, now_minute - window, now_minute)
             if np.any(np.asarray(samples.count) > 0):
                 rows.append((metric, series.model_id))
     return sorted(set(rows))
@@ -506,9 +487,7 @@ def list_metrics(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     """ListMetrics: AWS/Bedrock metrics with data in the last 14 days (3 hours with RecentlyActive=PT3H)."""
     recently = params.get("RecentlyActive")
     if recently is not None and recently != "PT3H":
-        raise ApiError(
-            "InvalidParameterValue", f"The value {recently} for parameter RecentlyActive is not valid."
-        )
+        raise ApiError("InvalidParameterValue", f"The value {recently} for parameter RecentlyActive is not valid.")
     window = RECENTLY_ACTIVE_MINUTES if recently else LISTED_IDLE_DAYS * 1440
     namespace = params.get("Namespace")
     metric_name = params.get("MetricName")
@@ -517,14 +496,8 @@ def list_metrics(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     now_minute = int(_epoch_seconds(ctx.now)) // 60
     offset = 0
     if params.get("NextToken"):
-        state = decode_token(
-            params["NextToken"], "InvalidNextToken", "The NextToken is not valid for this request."
-        )
-        if (
-            state.get("r") != digest
-            or not isinstance(state.get("o"), int)
-            or not isinstance(state.get("t"), int)
-        ):
+        state = decode_token(params["NextToken"], "InvalidNextToken", "The NextToken is not valid for this request.")
+        if state.get("r") != digest or not isinstance(state.get("o"), int) or not isinstance(state.get("t"), int):
             raise ApiError("InvalidNextToken", "The NextToken is not valid for this request.")
         # Later pages list as of the first page's clock, so a listing never skips or repeats a metric.
         offset, now_minute = state["o"], state["t"]

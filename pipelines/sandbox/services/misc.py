@@ -117,9 +117,7 @@ def describe_regions(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]
             raise ApiError("InvalidParameterValue", f"Invalid region: {name}")
     rows = []
     for name, status in sorted(statuses.items()):
-        opt_in = {"ENABLED_BY_DEFAULT": "opt-in-not-required", "ENABLED": "opted-in"}.get(
-            status, "not-opted-in"
-        )
+        opt_in = {"ENABLED_BY_DEFAULT": "opt-in-not-required", "ENABLED": "opted-in"}.get(status, "not-opted-in")
         if not params.get("AllRegions") and opt_in == "not-opted-in" and name not in names:
             continue
         if names and name not in names:

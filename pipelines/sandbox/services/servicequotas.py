@@ -51,10 +51,7 @@ def list_service_quotas(ctx: CallContext, params: dict[str, Any]) -> dict[str, A
     quotas = _quotas(ctx, service_code)
     if params.get("QuotaCode"):
         quotas = tuple(q for q in quotas if q.quota_code == params["QuotaCode"])
-    rows = [
-        _quota_row(q, q.applied_value if q.applied_value is not None else q.default_value, q.arn)
-        for q in quotas
-    ]
+    rows = [_quota_row(q, q.applied_value if q.applied_value is not None else q.default_value, q.arn) for q in quotas]
     return _page(rows, params, [ctx.region, service_code, params.get("QuotaCode")])
 
 
