@@ -252,6 +252,12 @@ def _has_relation(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
     return True
 
 
+def _columns(connection: duckdb.DuckDBPyConnection, name: str) -> frozenset[str]:
+    # Marts may carry columns beyond DESIGN §3 (account_id, estimated_tpm_quota_usage, ...); use them when present.
+    cursor = connection.execute(f'select * from "{name}" limit 0')
+    return frozenset(column[0] for column in cursor.description)
+
+
 def _check_marts(connection: duckdb.DuckDBPyConnection) -> dict[str, bool]:
     missing = [name for name in REQUIRED_MARTS if not _has_relation(connection, name)]
     if missing:
@@ -378,6 +384,11 @@ def _context(connection: duckdb.DuckDBPyConnection, region: str, endpoint: str, 
 
 
 def _header(connection: duckdb.DuckDBPyConnection, context: _Context, account_id: str | None) -> dict[str, Any]:
+    if account_id is None and "account_id" in _columns(connection, "usage_minute"):
+        (account_id,) = connection.execute(
+            "select min(account_id) from usage_minute where region = ? and endpoint = ?",
+            [context.region, context.endpoint],
+        ).fetchone()
     kind = connection.execute(
         """
         select endpoint_kind, base_model_id from endpoints
@@ -468,10 +479,13 @@ def _quotas(connection: duckdb.DuckDBPyConnection, context: _Context, optional: 
         )
     mapped: dict[str, dict[str, Any]] = {}
     if optional["quota_map"]:
+        columns = _columns(connection, "quota_map")
+        # The effective value (applied, else default, doubled for cross-region TPD) when the map carries one.
+        value = next((name for name in ("effective_value", "quota_value") if name in columns), None)
         for row in _rows(
             connection,
-            """
-            select quota_type, quota_code, quota_name, rule from quota_map
+            f"""
+            select quota_type, quota_code, quota_name, rule, {value or "null"} as quota_value from quota_map
             where region = ? and endpoint = ? order by quota_type, quota_code
             """,
             [context.region, context.endpoint],
@@ -486,6 +500,10 @@ def _quotas(connection: duckdb.DuckDBPyConnection, context: _Context, optional: 
         code = rows[0]["quota_code"] if rows else mapped.get(quota_type, {}).get("quota_code")
         rows = [row for row in rows if row["quota_code"] == code]
         value = next((row["quota_value"] for row in rows if row["quota_value"] is not None), None)
+        meta = mapped.get(quota_type, {})
+        source = "quota_headroom" if value is not None else None
+        if value is None and meta.get("quota_code") in (None, code) and meta.get("quota_value") is not None:
+            value, source = meta["quota_value"], "quota_map"
         by_window = {row["window"]: row for row in rows}
         windows = []
         for window, _minutes in WINDOWS:
@@ -503,7 +521,6 @@ def _quotas(connection: duckdb.DuckDBPyConnection, context: _Context, optional: 
                     "minutes_over_100": _num(row["minutes_over_100"], 0),
                 }
             )
-        meta = mapped.get(quota_type, {})
         cards.append(
             {
                 "quota_type": quota_type,
@@ -513,6 +530,7 @@ def _quotas(connection: duckdb.DuckDBPyConnection, context: _Context, optional: 
                 "quota_name": meta.get("quota_name") if meta.get("quota_code") in (None, code) else None,
                 "rule": meta.get("rule") if meta.get("quota_code") in (None, code) else None,
                 "quota_value": _num(value, 0),
+                "source": source,
                 "windows": windows,
             }
         )
@@ -527,7 +545,8 @@ def _coverage(connection: duckdb.DuckDBPyConnection, context: _Context) -> dict[
     windows = []
     for window, minutes in WINDOWS:
         start_ms = context.window_start_ms(window)
-        points_1min, points_5min, points_other = connection.execute(
+        # usage_minute spreads a 5-minute bucket over its five minutes (resolution_s = 300), so these are minutes.
+        minutes_1min, minutes_5min, minutes_other = connection.execute(
             """
             select
                 count(distinct ts) filter (where resolution_s = 60),
@@ -538,13 +557,13 @@ def _coverage(connection: duckdb.DuckDBPyConnection, context: _Context) -> dict[
             """,
             [context.region, context.endpoint, start_ms, context.as_of_ms],
         ).fetchone()
-        if points_1min and (points_5min or points_other):
-            resolution = "1-min and 5-min" if not points_other else "mixed"
-        elif points_1min:
+        if minutes_1min and (minutes_5min or minutes_other):
+            resolution = "1-min and 5-min" if not minutes_other else "mixed"
+        elif minutes_1min:
             resolution = "1-min"
-        elif points_5min and not points_other:
+        elif minutes_5min and not minutes_other:
             resolution = "5-min"
-        elif points_other:
+        elif minutes_other:
             resolution = "mixed"
         else:
             resolution = "no data"
@@ -563,9 +582,9 @@ def _coverage(connection: duckdb.DuckDBPyConnection, context: _Context) -> dict[
                 "window_minutes": minutes,
                 "covered_from": covered_from,
                 "covered_minutes": covered_minutes or 0,
-                "points_1min": int(points_1min),
-                "points_5min": int(points_5min),
-                "points_other": int(points_other),
+                "minutes_1min": int(minutes_1min),
+                "minutes_5min": int(minutes_5min),
+                "minutes_other": int(minutes_other),
                 "resolution": resolution,
             }
         )
@@ -712,23 +731,30 @@ def _worst_minutes(connection: duckdb.DuckDBPyConnection, context: _Context) -> 
     return result
 
 
-def _burndown_estimate(connection: duckdb.DuckDBPyConnection, context: _Context) -> float | int | None:
-    """The output burndown the data implies: quota TPM = input + cache-write + output × burndown.
+def _output_burndown(connection: duckdb.DuckDBPyConnection, context: _Context) -> dict[str, Any]:
+    """How much an output token counts against the TPM quota for this endpoint over the timeline window.
 
-    Only 1-minute rows are used: a 5-minute row's quota TPM is a per-minute rate while its token counts are
-    five-minute sums, so mixing them would skew the ratio.
+    The models' ``output_multiplier`` column when usage_minute has it, else the ratio the data implies:
+    quota TPM = input + cache-write + output × burndown.
     """
-    quota, inputs, cache_write, output = connection.execute(
-        """
-        select sum(quota_tpm), sum(input_tokens), sum(cache_write_tokens), sum(output_tokens)
-        from usage_minute
-        where region = ? and endpoint = ? and resolution_s = 60 and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
-        """,
-        [context.region, context.endpoint, context.window_start_ms(TIMELINE_WINDOW), context.as_of_ms],
+    columns = _columns(connection, "usage_minute")
+    params = [context.region, context.endpoint, context.window_start_ms(TIMELINE_WINDOW), context.as_of_ms]
+    where = "where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?"
+    if "output_multiplier" in columns:
+        (value,) = connection.execute(f"select max(output_multiplier) from usage_minute {where}", params).fetchone()
+        return {"value": _num(value, 2), "source": "output_multiplier"}
+    # EstimatedTPMQuotaUsage is AWS's own count; the computed column (when present) isolates the burndown rate.
+    quota = "quota_tpm_computed" if "quota_tpm_computed" in columns else "quota_tpm"
+    totals = connection.execute(
+        f"select sum({quota}), sum(input_tokens), sum(cache_write_tokens), sum(output_tokens)"
+        f" from usage_minute {where}",
+        params,
     ).fetchone()
-    if quota is None or not output:
-        return None
-    return _num((float(quota) - float(inputs or 0) - float(cache_write or 0)) / float(output), 1)
+    quota_total, inputs, cache_write, output = totals
+    if quota_total is None or not output:
+        return {"value": None, "source": None}
+    value = (float(quota_total) - float(inputs or 0) - float(cache_write or 0)) / float(output)
+    return {"value": _num(value, 1), "source": "estimated"}
 
 
 def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -849,9 +875,13 @@ def _bucketed(
     chart["x0"] = _iso(start_ms + first * step)
     chart["points"] = count
     params = [start_ms, step, context.region, context.endpoint, start_ms, context.as_of_ms]
+    # Where AWS publishes EstimatedTPMQuotaUsage the mart's quota TPM is that metric; the computed value is charted
+    # beside it so a difference between the two shows.
+    both = {"quota_tpm_computed", "estimated_tpm_quota_usage"} <= _columns(connection, "endpoint_minute")
+    extra = ", max(quota_tpm_computed), count(estimated_tpm_quota_usage)" if both else ", null, 0"
     aggregate = connection.execute(
-        """
-        select (epoch_ms(ts) - ?) // ? as bucket, max(tpm), max(rpm), max(quota_tpm)
+        f"""
+        select (epoch_ms(ts) - ?) // ? as bucket, max(tpm), max(rpm), max(quota_tpm){extra}
         from endpoint_minute
         where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
         group by bucket
@@ -896,14 +926,23 @@ def _bucketed(
         chart["tpm"].append({"label": line["label"], "series_ids": line["series_ids"], "values": tpm})
         chart["rpm"].append({"label": line["label"], "series_ids": line["series_ids"], "values": rpm})
     # The quota applies to the endpoint, so quota TPM is charted for the aggregate, with its TPM for contrast.
+    quota_tpm = filled((row[0], row[3]) for row in aggregate)
     chart["quota_tpm"] = [
-        {
-            "label": f"{AGGREGATE_LABEL} (quota TPM)",
-            "series_ids": [AGGREGATE_SERIES],
-            "values": filled((row[0], row[3]) for row in aggregate),
-        },
-        {"label": f"{AGGREGATE_LABEL} (TPM)", "series_ids": [AGGREGATE_SERIES], "values": chart["tpm"][0]["values"]},
+        {"label": f"{AGGREGATE_LABEL} (quota TPM)", "series_ids": [AGGREGATE_SERIES], "values": quota_tpm}
     ]
+    if any(row[5] for row in aggregate):
+        computed = filled((row[0], row[4]) for row in aggregate)
+        if computed != quota_tpm:
+            chart["quota_tpm"].append(
+                {
+                    "label": f"{AGGREGATE_LABEL} (computed quota TPM)",
+                    "series_ids": [AGGREGATE_SERIES],
+                    "values": computed,
+                }
+            )
+    chart["quota_tpm"].append(
+        {"label": f"{AGGREGATE_LABEL} (TPM)", "series_ids": [AGGREGATE_SERIES], "values": chart["tpm"][0]["values"]}
+    )
     return chart
 
 
@@ -991,8 +1030,34 @@ def _throttle_timeline(connection: duckdb.DuckDBPyConnection, context: _Context,
     return timeline
 
 
-def _charts(connection: duckdb.DuckDBPyConnection, context: _Context, level: int) -> dict[str, Any]:
-    buckets = CHART_BUCKET_LADDER[level]
+GRANULARITY_MINUTES = {"1min": 1, "5min": 5, "1hour": 60}
+
+
+def _chart_floor(granularity: Mapping[str, int | str] | None) -> dict[str, int]:
+    """The finest chart bucket (minutes) per window a caller asked for: ints or ``1min``/``5min``/``1hour``."""
+    floor: dict[str, int] = {}
+    for window, value in (granularity or {}).items():
+        minutes = GRANULARITY_MINUTES.get(value, value) if isinstance(value, str) else value
+        if window not in WINDOW_MINUTES or not isinstance(minutes, int) or minutes < 1:
+            raise ReportError(
+                f"chart granularity {window}={value!r} is not valid; give a window of "
+                f"{', '.join(WINDOW_MINUTES)} and one of {', '.join(GRANULARITY_MINUTES)}."
+            )
+        if WINDOW_MINUTES[window] % minutes:
+            raise ReportError(f"a {minutes}-minute chart bucket does not divide the {window} window; pick another.")
+        floor[window] = minutes
+    return floor
+
+
+def _chart_buckets(level: int, floor: Mapping[str, int]) -> dict[str, int]:
+    # The coarser of the ladder's step and the requested granularity: either divides its window.
+    return {window: max(size, floor.get(window, 1)) for window, size in CHART_BUCKET_LADDER[level].items()}
+
+
+def _charts(
+    connection: duckdb.DuckDBPyConnection, context: _Context, level: int, floor: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    buckets = _chart_buckets(level, floor or {})
     lines = _chart_lines(connection, context)
     return {
         "level": level,
@@ -1025,7 +1090,7 @@ def _report_tables(
         "series": _series_list(context),
         "quotas": _quotas(connection, context, optional),
         "stats": stats,
-        "burndown_estimate": _burndown_estimate(connection, context),
+        "output_burndown": _output_burndown(connection, context),
         "tags": _tags(connection, context),
         "throttles": _throttles(connection, context),
         "coverage": _coverage(connection, context),
@@ -1042,15 +1107,19 @@ def build_report_data(
     *,
     account_id: str | None = None,
     chart_level: int = 0,
+    chart_granularity: Mapping[str, int | str] | None = None,
 ) -> dict[str, Any]:
     """The JSON document of one endpoint's report: every number its HTML page shows.
 
     ``as_of`` is naive UTC (or aware, converted) and is truncated to the minute; windows end there.
-    ``chart_level`` indexes :data:`CHART_BUCKET_LADDER` (0 = finest). Raises :class:`ReportError` when a
-    required mart is missing, the endpoint is unknown or ``window_stats`` was computed for another ``as_of``.
+    ``chart_level`` indexes :data:`CHART_BUCKET_LADDER` (0 = finest); ``chart_granularity`` (window ->
+    minutes or ``1min``/``5min``/``1hour``) makes chart buckets at least that coarse. Raises :class:`ReportError`
+    when a required mart is missing, the endpoint is unknown or ``window_stats`` was computed for another
+    ``as_of``. ``account_id`` defaults to the marts' own account_id column when they carry one.
     """
+    floor = _chart_floor(chart_granularity)
     context, report = _report_tables(connection, region, endpoint, as_of, account_id)
-    report["charts"] = _charts(connection, context, chart_level)
+    report["charts"] = _charts(connection, context, chart_level, floor)
     return report
 
 
@@ -1157,7 +1226,7 @@ def _figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     colors = [line["color"] for line in charts["lines"]]
     quotas = {card["quota_type"]: card["quota_value"] for card in report["quotas"]["cards"]}
     figures: list[dict[str, Any]] = []
-    burndown = report["burndown_estimate"]
+    burndown = report["output_burndown"]["value"]
     quota_note = ""
     if burndown is not None and burndown > 1:
         quota_note = f"; output tokens count ×{burndown:,}"
@@ -1172,7 +1241,9 @@ def _figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         x_range = (chart["start"], chart["end"])
         for metric, (title, unit, quota_type) in metric_titles.items():
             traces = []
-            palette = colors if metric != "quota_tpm" else [AGGREGATE_COLOR, "#9e9e9e"]
+            palette = colors
+            if metric == "quota_tpm":
+                palette = [AGGREGATE_COLOR, *(["#ff7f0e"] if len(chart[metric]) == 3 else []), "#9e9e9e"]
             for index, line in enumerate(chart[metric]):
                 traces.append(
                     go.Scatter(
@@ -1409,14 +1480,19 @@ def render_reports(
     as_of: datetime,
     account_id: str | None = None,
     select: Iterable[tuple[str, str]] | None = None,
+    *,
+    chart_granularity: Mapping[str, int | str] | None = None,
 ) -> list[ReportFile]:
     """Write every endpoint's report and the index page; return the files written (the index last).
 
     Reports go to ``<out_dir>/<region>/<endpoint-safe-name>-<as_of YYYYmmddTHHMMZ>.html`` and ``.json``;
     the index to ``<out_dir>/index.html`` and ``index.json`` and lists the endpoints rendered in this call.
-    ``select`` limits the run to (region, endpoint) pairs. A page that would exceed :data:`MAX_HTML_BYTES` gets
-    coarser chart buckets until it fits (the JSON then holds the same coarser series).
+    ``select`` limits the run to (region, endpoint) pairs. ``chart_granularity`` (window -> minutes or
+    ``1min``/``5min``/``1hour``, e.g. from ``--granularity``) sets the finest chart bucket per window. A page that
+    would exceed :data:`MAX_HTML_BYTES` gets coarser chart buckets until it fits (the JSON then holds the same
+    coarser series). ``account_id`` defaults to the marts' own account_id column when they carry one.
     """
+    floor = _chart_floor(chart_granularity)
     _check_marts(connection)
     out_dir = Path(out_dir)
     as_of = _utc(as_of)
@@ -1439,8 +1515,12 @@ def render_reports(
     links: list[str] = []
     for region, endpoint in pairs:
         context, tables = _report_tables(connection, region, endpoint, as_of, account_id)
+        tried: list[dict[str, int]] = []
         for level in range(len(CHART_BUCKET_LADDER)):
-            report = {**tables, "charts": _charts(connection, context, level)}
+            if _chart_buckets(level, floor) in tried:
+                continue
+            tried.append(_chart_buckets(level, floor))
+            report = {**tables, "charts": _charts(connection, context, level, floor)}
             page = render_report_html(report)
             size = len(page.encode("utf-8"))
             if size <= MAX_HTML_BYTES:

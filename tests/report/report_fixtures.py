@@ -55,7 +55,11 @@ SMALL_SERIES = (
 
 
 def _minutes(series: Series, start: datetime, count: int, step_min: int, rng: np.random.Generator) -> pa.Table:
-    """Generated CloudWatch-like rows: a daily shape, noise, bursts, idle minutes without a row."""
+    """Generated rows as the models write them: a daily shape, noise, bursts, idle minutes without a row.
+
+    Coarse data follows the models' convention: a 5-minute bucket is spread evenly over its five minutes (counts
+    divided by five, one row per minute) and marked resolution_s = 300.
+    """
     offsets = np.arange(count, dtype=np.int64) * step_min
     minute_of_day = (start.hour * 60 + start.minute + offsets) % 1440
     shape = 0.35 + 1.1 * np.clip(np.sin((minute_of_day - 360) / 1440 * 2 * np.pi), 0, None)
@@ -68,30 +72,38 @@ def _minutes(series: Series, start: datetime, count: int, step_min: int, rng: np
     cache_read = np.rint(inputs * 0.2)
     cache_write = np.rint(inputs * 0.05)
     invocations = np.maximum(np.rint(tokens / 1_000), 1)
-    quota_tpm = inputs + cache_write + 5 * output
     ts = np.datetime64(start, "us") + offsets.astype("timedelta64[m]")
     keep = active
     n = int(keep.sum())
+    # Spread each kept bucket over its minutes.
+    spread = np.repeat(np.arange(n), step_min)
+    minute = np.tile(np.arange(step_min), n).astype("timedelta64[m]")
+    rows = n * step_min
+
+    def per_minute(values: np.ndarray) -> np.ndarray:
+        return values[keep][spread] / step_min
+
+    inputs_m, output_m, cache_write_m = per_minute(inputs), per_minute(output), per_minute(cache_write)
     return pa.table(
         {
-            "region": [series.region] * n,
-            "series_id": [series.series_id] * n,
-            "endpoint": [series.endpoint] * n,
-            "ts": ts[keep],
-            "input_tokens": inputs[keep],
-            "output_tokens": output[keep],
-            "cache_read_tokens": cache_read[keep],
-            "cache_write_tokens": cache_write[keep],
-            "invocations": invocations[keep],
-            "throttles": np.zeros(n),
-            "client_errors": np.rint(rng.random(n) * 0.6)[:n],
-            "server_errors": np.zeros(n),
-            "latency_ms": rng.uniform(800, 4_000, n).round(1),
-            "ttft_ms": rng.uniform(200, 900, n).round(1),
-            "tpm": (inputs[keep] + output[keep]) / step_min,
-            "quota_tpm": quota_tpm[keep] / step_min,
-            "rpm": invocations[keep] / step_min,
-            "resolution_s": np.full(n, step_min * 60, dtype=np.int32),
+            "region": [series.region] * rows,
+            "series_id": [series.series_id] * rows,
+            "endpoint": [series.endpoint] * rows,
+            "ts": ts[keep][spread] + minute,
+            "input_tokens": inputs_m,
+            "output_tokens": output_m,
+            "cache_read_tokens": per_minute(cache_read),
+            "cache_write_tokens": cache_write_m,
+            "invocations": per_minute(invocations),
+            "throttles": np.zeros(rows),
+            "client_errors": np.rint(rng.random(rows) * 0.6),
+            "server_errors": np.zeros(rows),
+            "latency_ms": rng.uniform(800, 4_000, rows).round(1),
+            "ttft_ms": rng.uniform(200, 900, rows).round(1),
+            "tpm": inputs_m + output_m,
+            "quota_tpm": inputs_m + cache_write_m + 5 * output_m,
+            "rpm": per_minute(invocations),
+            "resolution_s": np.full(rows, step_min * 60, dtype=np.int32),
         }
     )
 
@@ -123,10 +135,17 @@ def build_warehouse(
     days_1min: int = 14,
     days_5min: int = 7,
     with_quotas: bool = True,
+    with_quota_map: bool = False,
+    model_columns: bool = False,
     series_stats: bool = True,
     seed: int = 7,
 ) -> Path:
-    """Write a DuckDB file holding every mart of DESIGN §3 (quota marts optional) for ``series`` at AS_OF."""
+    """Write a DuckDB file holding every mart of DESIGN §3 (quota marts optional) for ``series`` at AS_OF.
+
+    ``model_columns`` adds the extra columns the real models write (account_id, output_multiplier,
+    quota_tpm_computed, estimated_tpm_quota_usage, where the first endpoint's AWS estimate runs 10 % under the
+    computed value); ``with_quota_map`` adds a quota_map carrying the quota values.
+    """
     rng = np.random.default_rng(seed)
     connection = duckdb.connect(str(path))
     tables = []
@@ -154,6 +173,24 @@ def build_warehouse(
         """,
         [TPM_QUOTA, TPM_QUOTA],
     )
+    extra_sums = ""
+    if model_columns:
+        connection.execute(
+            f"""
+            alter table usage_minute add column account_id varchar default '{ACCOUNT_ID}';
+            alter table usage_minute add column output_multiplier double default 5;
+            alter table usage_minute add column quota_tpm_computed double;
+            alter table usage_minute add column estimated_tpm_quota_usage double;
+            update usage_minute set
+                quota_tpm_computed = quota_tpm,
+                estimated_tpm_quota_usage = case when endpoint = '{series[0].endpoint}' then quota_tpm * 0.9 end;
+            update usage_minute set quota_tpm = coalesce(estimated_tpm_quota_usage, quota_tpm_computed);
+            """
+        )
+        extra_sums = (
+            "any_value(account_id) as account_id, sum(quota_tpm_computed) as quota_tpm_computed, "
+            "sum(estimated_tpm_quota_usage) as estimated_tpm_quota_usage,"
+        )
     endpoint_rows = [
         (
             s.region,
@@ -184,7 +221,7 @@ def build_warehouse(
         [(s.series_id, key, value) for s in series for key, value in s.tags],
     )
     connection.execute(
-        """
+        f"""
         create table endpoint_minute as
         select
             region, endpoint, ts,
@@ -195,6 +232,7 @@ def build_warehouse(
             sum(latency_ms * invocations) / sum(invocations) as latency_ms,
             sum(ttft_ms * invocations) / sum(invocations) as ttft_ms,
             sum(tpm) as tpm, sum(quota_tpm) as quota_tpm, sum(rpm) as rpm, max(resolution_s) as resolution_s,
+            {extra_sums}
         from usage_minute group by all
         """
     )
@@ -333,6 +371,27 @@ def build_warehouse(
             group by u.region, u.endpoint, q.quota_type, q.quota_code, q.quota_value, w.win
             """,
             [AS_OF, AS_OF, series[0].endpoint],
+        )
+    if with_quota_map:
+        connection.execute(
+            """
+            create table quota_map (
+                region varchar, model_id varchar, endpoint varchar, quota_type varchar, quota_code varchar,
+                quota_name varchar, rule varchar, quota_value double, effective_value double
+            )
+            """
+        )
+        first = series[0]
+        connection.executemany(
+            "insert into quota_map values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (first.region, first.endpoint, first.endpoint, quota_type, code, name, "test rule", value, effective)
+                for quota_type, code, name, value, effective in (
+                    ("tpm", "L-TEST0001", "Cross-region model inference tokens per minute", TPM_QUOTA, TPM_QUOTA),
+                    ("rpm", "L-TEST0002", "Cross-region model inference requests per minute", RPM_QUOTA, RPM_QUOTA),
+                    ("tpd", "L-TEST0003", "Model invocation max tokens per day", TPD_QUOTA / 2, TPD_QUOTA),
+                )
+            ],
         )
     connection.close()
     return path

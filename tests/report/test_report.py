@@ -266,7 +266,8 @@ def test_report_renders_without_the_quota_marts(tmp_path):
     assert report["quotas"]["headroom_available"] is False
     assert [card["found"] for card in report["quotas"]["cards"]] == [False, False, False]
     text = files[0].html_path.read_text(encoding="utf-8")
-    assert text.count("no quota found") == 4  # three cards and the notice above them
+    assert text.count("no quota found") == 3
+    assert "no quota_headroom mart yet" in text
     figures = page.figures()
     assert not any("quota (" in trace.get("name", "") for trace in figures["chart-tpm-1d"]["data"])
     index_page, index = load(files[-1])
@@ -327,7 +328,8 @@ def test_charts_hold_the_json_series_with_dashed_red_quota_lines(rendered):
     assert typed(timeline["y"]) == report["charts"]["throttle_timeline"]["values"]
     assert sum(report["charts"]["throttle_timeline"]["values"]) == report["throttles"]["windows"][-1]["throttles"]
     assert "output tokens count ×5" in figures["chart-quota-tpm-1d"]["layout"]["title"]["subtitle"]["text"]
-    assert report["burndown_estimate"] == 5
+    assert report["output_burndown"] == {"value": 5, "source": "estimated"}
+    assert page.values[("burndown", "value")] == "5"
 
 
 def test_a_bucket_shows_the_peak_minute_of_rates_and_the_sum_of_counts(rendered, warehouse):
@@ -408,13 +410,15 @@ def test_coverage_reports_resolution_and_the_limitations(rendered):
     windows = {row["window"]: row for row in report["coverage"]["windows"]}
     assert windows["1d"]["resolution"] == "1-min"
     assert windows["30d"]["resolution"] == "1-min and 5-min"
-    assert windows["30d"]["points_5min"] == 7 * 288
+    # usage_minute spreads 5-minute buckets over their minutes, so coverage counts minutes of each resolution.
+    assert 0 < windows["30d"]["minutes_5min"] <= 7 * 1440 and windows["30d"]["minutes_5min"] % 5 == 0
     assert windows["30d"]["covered_from"] == "2025-05-20T12:00:00Z"
     assert windows["30d"]["covered_minutes"] == 21 * 1440
     for attrs, cells in page.rows("coverage-windows"):
         row = windows[attrs["data-window"]]
         assert cells["resolution"] == row["resolution"]
-        assert shown(cells["points_1min"]) == row["points_1min"]
+        assert shown(cells["minutes_1min"]) == row["minutes_1min"]
+        assert shown(cells["minutes_5min"]) == row["minutes_5min"]
         assert shown(cells["covered_minutes"]) == row["covered_minutes"]
     text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
     assert "max_tokens" in text and "EstimatedTPMQuotaUsage" in text and "5-minute" in text
@@ -508,3 +512,50 @@ def test_build_report_data_is_the_json_file(rendered, warehouse):
         report = build_report_data(connection, "eu-west-1", "eu.amazon.nova-pro-v1:0", AS_OF, account_id=ACCOUNT_ID)
     assert json.loads(json.dumps(report)) == json.loads(file.json_path.read_text(encoding="utf-8"))
     assert Path(file.html_path).read_text(encoding="utf-8").count("Plotly.newPlot") == 1
+
+
+def test_extra_columns_of_the_models_and_a_quota_map_are_used(tmp_path):
+    database = build_warehouse(tmp_path / "usage.duckdb", with_quotas=False, with_quota_map=True, model_columns=True)
+    with duckdb.connect(str(database), read_only=True) as connection:
+        files = render_reports(connection, tmp_path / "out", AS_OF, select=[("us-east-1", GEO)])
+    page, report = load(files[0])
+    # No account given: it comes from the data.
+    assert report["header"]["account_id"] == ACCOUNT_ID and page.fields["account_id"] == ACCOUNT_ID
+    assert report["output_burndown"] == {"value": 5, "source": "output_multiplier"}
+    # Quota values come from quota_map (the effective, doubled TPD) while quota_headroom does not exist yet.
+    cards = {card["quota_type"]: card for card in report["quotas"]["cards"]}
+    assert {name: (card["quota_value"], card["source"]) for name, card in cards.items()} == {
+        "tpm": (TPM_QUOTA, "quota_map"),
+        "rpm": (RPM_QUOTA, "quota_map"),
+        "tpd": (TPD_QUOTA, "quota_map"),
+    }
+    assert cards["tpm"]["quota_name"] == "Cross-region model inference tokens per minute"
+    assert "From quota_map; headroom not computed yet." in files[0].html_path.read_text(encoding="utf-8")
+    # AWS's EstimatedTPMQuotaUsage differs from the computed quota TPM, so both are charted.
+    one_day = report["charts"]["windows"][1]
+    assert [line["label"] for line in one_day["quota_tpm"]] == [
+        "all profiles (quota TPM)",
+        "all profiles (computed quota TPM)",
+        "all profiles (TPM)",
+    ]
+    estimated, computed = one_day["quota_tpm"][0]["values"], one_day["quota_tpm"][1]["values"]
+    assert max(estimated) < max(computed)
+    figure = page.figures()["chart-quota-tpm-1d"]
+    assert [trace["name"] for trace in figure["data"]][-1] == f"TPM quota ({TPM_QUOTA:,})"
+
+
+def test_a_requested_granularity_coarsens_the_charts(warehouse, tmp_path):
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        files = render_reports(
+            connection,
+            tmp_path,
+            AS_OF,
+            select=[("eu-west-1", "eu.amazon.nova-pro-v1:0")],
+            chart_granularity={"1h": "5min", "7d": "1hour", "30d": 240},
+        )
+        with pytest.raises(ReportError, match="not valid"):
+            build_report_data(connection, "eu-west-1", "eu.amazon.nova-pro-v1:0", AS_OF, chart_granularity={"2d": 5})
+    _page, report = load(files[0])
+    buckets = {chart["window"]: chart["bucket_minutes"] for chart in report["charts"]["windows"]}
+    assert buckets == {"1h": 5, "1d": 1, "7d": 60, "14d": 60, "30d": 240}
+    assert report["charts"]["windows"][0]["points"] == 12
