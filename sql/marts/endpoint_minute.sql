@@ -1,0 +1,66 @@
+-- The endpoint aggregate: per minute, the sum over every series of the endpoint (the system profile or base
+-- model itself plus its application profiles). Percentiles of an endpoint are taken over these per-minute
+-- sums.
+-- Grain: one row per region x endpoint x ts (minute start, naive UTC) in which any series of the endpoint had
+-- a datapoint.
+
+with usage as (
+    select * from usage_minute
+),
+
+summed as (
+    select
+        region,
+        endpoint,
+        ts,
+        any_value(account_id) as account_id,
+        sum(input_tokens) as input_tokens,
+        sum(output_tokens) as output_tokens,
+        sum(cache_read_tokens) as cache_read_tokens,
+        sum(cache_write_tokens) as cache_write_tokens,
+        sum(invocations) as invocations,
+        sum(throttles) as throttles,
+        sum(client_errors) as client_errors,
+        sum(server_errors) as server_errors,
+        sum(latency_ms * latency_samples) as latency_weighted,
+        sum(latency_samples) as latency_samples,
+        sum(ttft_ms * ttft_samples) as ttft_weighted,
+        sum(ttft_samples) as ttft_samples,
+        sum(tpm) as tpm,
+        sum(rpm) as rpm,
+        sum(quota_tpm_computed) as quota_tpm_computed,
+        sum(estimated_tpm_quota_usage) as estimated_tpm_quota_usage,
+        sum(quota_tpm) as quota_tpm,
+        count(*) as series_count,
+        max(resolution_s) as resolution_s
+    from usage
+    group by region, endpoint, ts
+)
+
+select
+    cast(region as varchar) as region,
+    cast(account_id as varchar) as account_id,
+    cast(endpoint as varchar) as endpoint,
+    cast(ts as timestamp) as ts,
+    cast(input_tokens as double) as input_tokens,
+    cast(output_tokens as double) as output_tokens,
+    cast(cache_read_tokens as double) as cache_read_tokens,
+    cast(cache_write_tokens as double) as cache_write_tokens,
+    cast(invocations as double) as invocations,
+    cast(throttles as double) as throttles,
+    cast(client_errors as double) as client_errors,
+    cast(server_errors as double) as server_errors,
+    -- Weighted by SampleCount: the latency of the endpoint's requests that minute, not an average of
+    -- averages.
+    cast(latency_weighted / nullif(latency_samples, 0) as double) as latency_ms,
+    cast(latency_samples as double) as latency_samples,
+    cast(ttft_weighted / nullif(ttft_samples, 0) as double) as ttft_ms,
+    cast(ttft_samples as double) as ttft_samples,
+    cast(tpm as double) as tpm,
+    cast(rpm as double) as rpm,
+    cast(quota_tpm_computed as double) as quota_tpm_computed,
+    cast(estimated_tpm_quota_usage as double) as estimated_tpm_quota_usage,
+    cast(quota_tpm as double) as quota_tpm,
+    cast(series_count as integer) as series_count,
+    cast(resolution_s as integer) as resolution_s
+from summed
