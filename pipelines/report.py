@@ -1,15 +1,18 @@
 """Usage reports: one HTML and one JSON file per endpoint, and an index page of every endpoint's headroom.
 
 The report reads the marts of ``warehouse/usage.duckdb`` (DESIGN §3) and nothing else. ``quota_map`` and
-``quota_headroom`` are optional: without them the quota cards say "no quota found". Everything here is a pure
-function of the database and ``as_of``: the same warehouse and ``as_of`` give byte-identical files.
+``quota_headroom`` are optional: a quota card shows headroom from ``quota_headroom``, else the quota value from
+``quota_map``, else "no quota found". Columns beyond DESIGN §3 (account_id, output_multiplier,
+quota_tpm_computed, estimated_tpm_quota_usage) are used when present. Everything here is a pure function of the
+database and ``as_of``: the same warehouse and ``as_of`` give byte-identical files.
 
 The JSON document (:func:`build_report_data`) holds every number the HTML shows; the HTML is rendered from that
 document alone. Charts use plotly.js, inlined once per page so a report opens offline. plotly.js is ~4.8 MB,
-which leaves ~180 KB of a 5 MB page for data, so chart series are compact: a point per bucket (the peak minute
-of the bucket for rates, the sum for counts), integers sent as plotly's base64 typed arrays, x given as start
-and step instead of an array. When a page would still exceed :data:`MAX_HTML_BYTES` the charts are re-bucketed
-one step coarser (:data:`CHART_BUCKET_LADDER`) until it fits; the tables always use every minute.
+which leaves ~180 KB of a 5 MB (5,000,000 bytes) page for data, so chart series are compact: a point per
+bucket (the peak minute of the bucket for rates, the sum for counts), integers sent as plotly's base64 typed
+arrays, x given as start and step instead of an array. When a page would still exceed :data:`MAX_HTML_BYTES`
+the charts are re-bucketed one step coarser (:data:`CHART_BUCKET_LADDER`) until it fits; the tables always use
+every minute.
 """
 
 from __future__ import annotations
