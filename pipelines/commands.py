@@ -220,5 +220,3 @@ def report_command(args: argparse.Namespace, *, as_of: datetime | None) -> int:
         console=_console(),
     )
     return 0
-
-

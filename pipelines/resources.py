@@ -27,6 +27,26 @@ def parse_as_of(text: str) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
+AS_OF_TAG = "buw/as_of"
+
+
+def run_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> datetime:
+    """This run's ``as_of``: its ``buw/as_of`` tag, else the warehouse setting, else the run's creation minute.
+
+    Taken from the run, not from the clock at each step, so every asset of a run (and a re-run of it) uses the
+    same windows and reads the same range.
+    """
+    tagged = context.run.tags.get(AS_OF_TAG)
+    if tagged:
+        return parse_as_of(tagged)
+    if warehouse.as_of or os.environ.get("BUW_AS_OF"):
+        return warehouse.as_of_minute()
+    record = context.instance.get_run_record_by_id(context.run_id)
+    if record is None or record.create_timestamp is None:
+        return warehouse.as_of_minute()
+    return record.create_timestamp.astimezone(UTC).replace(tzinfo=None, second=0, microsecond=0)
+
+
 def current_minute() -> datetime:
     """The start of the current UTC minute, naive."""
     return datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)

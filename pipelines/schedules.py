@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from pipelines.assets.models import AS_OF_TAG
-from pipelines.resources import AwsResource
+from pipelines.resources import AS_OF_TAG, AwsResource
 
 METRIC_ASSETS = dg.AssetSelection.assets("metric_points")
 REFRESH_ASSETS = dg.AssetSelection.groups("extract", "models", "report") - METRIC_ASSETS

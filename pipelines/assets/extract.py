@@ -12,7 +12,6 @@ assets only resolve settings, call them and report what it cost.
 """
 
 import math
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,10 +30,7 @@ from pipelines.aws.bedrock import list_foundation_models, list_inference_profile
 from pipelines.aws.cloudwatch import fetch_metric_data, list_model_ids
 from pipelines.aws.quotas import list_service_quotas
 from pipelines.aws.records import CallStats, MetricPoints
-from pipelines.resources import AwsResource, WarehouseResource, parse_as_of
-
-# The run tag the schedules and the CLI pin ``as_of`` with (the same tag the model step reads).
-AS_OF_TAG = "buw/as_of"
+from pipelines.resources import AwsResource, WarehouseResource, run_as_of
 
 BACKFILL_DAYS = 30
 
@@ -651,24 +647,6 @@ def _failure(error: ExtractError) -> dg.Failure:
 
 
 # Dagster assets ---
-
-
-def run_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> datetime:
-    """This run's ``as_of``: its ``buw/as_of`` tag, else the warehouse setting, else the run's creation
-    minute.
-
-    Taken from the run, not the clock at each step, so every asset of a run (and a re-run of it) reads the
-    same range.
-    """
-    tagged = context.run.tags.get(AS_OF_TAG)
-    if tagged:
-        return parse_as_of(tagged)
-    if warehouse.as_of or os.environ.get("BUW_AS_OF"):
-        return warehouse.as_of_minute()
-    record = context.instance.get_run_record_by_id(context.run_id)
-    if record is None or record.create_timestamp is None:
-        return warehouse.as_of_minute()
-    return record.create_timestamp.astimezone(UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
 def _snapshot_metadata(result: SnapshotResult, as_of: datetime) -> dict:

@@ -5,10 +5,6 @@ order (the "single-writer model step" of DESIGN §8); each SQL file is still its
 own materialization, metadata and checks. The quality checks run inside the same step for the same reason.
 """
 
-from __future__ import annotations
-
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from pipelines.checks_sql import (
@@ -17,9 +13,7 @@ from pipelines.checks_sql import (
     check_expected_partitions,
 )
 from pipelines.models import SqlModel, build_model, discover_models, load_seeds
-from pipelines.resources import WarehouseResource, parse_as_of
-
-AS_OF_TAG = "buw/as_of"
+from pipelines.resources import WarehouseResource, run_as_of
 
 # Raw datasets each staging model reads (asset keys of the extract group).
 RAW_INPUTS = {
@@ -36,27 +30,6 @@ CHECKS = (
     ("stg_metric_points", "expected_partitions_present", check_expected_partitions, False),
     ("window_stats", "aggregate_equals_sum_of_series", check_aggregate_totals, True),
 )
-
-
-def run_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> datetime:
-    """The ``as_of`` of this run: the run's tag, else the resource setting, else the minute the run was created.
-
-    Taking it from the run (not from the clock inside each model) keeps every model of a run on the same windows.
-    """
-    tagged = context.run.tags.get(AS_OF_TAG)
-    if tagged:
-        return parse_as_of(tagged)
-    if warehouse.as_of or _env_as_of():
-        return warehouse.as_of_minute()
-    record = context.instance.get_run_record_by_id(context.run_id)
-    created = record.create_timestamp if record is not None else datetime.now(UTC)
-    return created.astimezone(UTC).replace(tzinfo=None, second=0, microsecond=0)
-
-
-def _env_as_of() -> str | None:
-    import os
-
-    return os.environ.get("BUW_AS_OF")
 
 
 def _preview(connection, name: str) -> str:

@@ -1,7 +1,5 @@
 """The report asset: HTML + JSON per endpoint and an index page, rendered from the marts."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pipelines.assets.models import run_as_of
