@@ -72,8 +72,7 @@ def read_listing(path: str | Path, kind: str) -> list[dict[str, object]]:
     for position, item in enumerate(data, start=1):
         if not isinstance(item, dict):
             raise QuotaInputError(
-                f"Item {position} of the {kind} file {path} is a {type(item).__name__}, not an object; "
-                f"{hint}."
+                f"Item {position} of the {kind} file {path} is a {type(item).__name__}, not an object; {hint}."
             )
         for field in required:
             value = item.get(field)

@@ -259,9 +259,7 @@ def map_quotas(
         rows = _apply_overrides(rows, overrides, model_ids, endpoints, quota_names)
         settled = {row.quota_code for row in rows.values() if row.rule == "override"}
         unresolved = [item for item in unresolved if item.quota_code not in settled]
-    ordered = sorted(
-        rows.values(), key=lambda row: (row.model_id, row.endpoint, row.quota_type, row.quota_code)
-    )
+    ordered = sorted(rows.values(), key=lambda row: (row.model_id, row.endpoint, row.quota_type, row.quota_code))
     unresolved_sorted = sorted(
         set(unresolved), key=lambda item: (item.quota_name, item.quota_code, item.reason, item.candidates)
     )
@@ -487,9 +485,7 @@ def _models(models: Sequence[Mapping[str, object]]) -> list[_Model]:
             keys=tuple(dict.fromkeys(keys)),
             variant=parts.variant,
             context_thousands=parts.context_thousands,
-            customizations=tuple(str(value) for value in customizations)
-            if isinstance(customizations, list)
-            else (),
+            customizations=tuple(str(value) for value in customizations) if isinstance(customizations, list) else (),
         )
     return list(seen.values())
 
@@ -519,8 +515,7 @@ def _profile_endpoints(
         else:
             geo[model_id].add(prefix)
     return {
-        model_id: (tuple(sorted(geo.get(model_id, ()))), model_id in has_global)
-        for model_id in set(geo) | has_global
+        model_id: (tuple(sorted(geo.get(model_id, ()))), model_id in has_global) for model_id in set(geo) | has_global
     }
 
 

@@ -111,9 +111,7 @@ def parse_quota_name(name: str) -> ParsedQuotaName:
     if match is None:
         return ParsedQuotaName(name=name, scope=None, quota_type=None, model_display=None)
     scope = next((scope for index, (_, scope) in enumerate(_SCOPES) if match.group(f"s{index}")), None)
-    quota_type = next(
-        (unit for index, (_, unit) in enumerate(_UNITS) if match.group(f"u{index}") is not None), None
-    )
+    quota_type = next((unit for index, (_, unit) in enumerate(_UNITS) if match.group(f"u{index}") is not None), None)
     if quota_type is None:
         return ParsedQuotaName(name=name, scope=scope, quota_type=None, model_display=None)
     if scope is None and match.group("api2") is None:

@@ -71,17 +71,13 @@ def load_overrides(path: Path | None = None, env: Mapping[str, str] | None = Non
     except FileNotFoundError:
         return []
     except OSError as error:
-        raise OverrideError(
-            f"Cannot read the quota overrides file {path}: {error.strerror or error}."
-        ) from None
+        raise OverrideError(f"Cannot read the quota overrides file {path}: {error.strerror or error}.") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise OverrideError(
-            f"The quota overrides file {path} is not valid YAML{where}; fix it or delete it."
-        ) from None
+        raise OverrideError(f"The quota overrides file {path} is not valid YAML{where}; fix it or delete it.") from None
     return parse_overrides(data, source=str(path))
 
 
@@ -98,14 +94,10 @@ def parse_overrides(data: object, source: str = OVERRIDES_FILE) -> list[Override
     for position, entry in enumerate(data, start=1):
         where = f"{source} entry {position}"
         if not isinstance(entry, dict):
-            raise OverrideError(
-                f"{where} must be a mapping with model_id, endpoint, quota_type and quota_code."
-            )
+            raise OverrideError(f"{where} must be a mapping with model_id, endpoint, quota_type and quota_code.")
         unknown = sorted(str(key) for key in entry if key not in _FIELDS)
         if unknown:
-            raise OverrideError(
-                f"{where} has an unknown field {unknown[0]!r}; the fields are {', '.join(_FIELDS)}."
-            )
+            raise OverrideError(f"{where} has an unknown field {unknown[0]!r}; the fields are {', '.join(_FIELDS)}.")
         model_id = _required_text(entry, "model_id", where)
         endpoint = _required_text(entry, "endpoint", where)
         if not _ENDPOINT.match(endpoint):

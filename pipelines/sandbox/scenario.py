@@ -248,9 +248,7 @@ def foundation_model_arn(region: str, model_id: str) -> str:
 
 def application_profile_id(account_id: str, region: str, name: str) -> str:
     """A stable 12-character lowercase alphanumeric id for an application profile without an explicit id."""
-    digest = int.from_bytes(
-        hashlib.blake2b(f"{account_id}|{region}|{name}".encode(), digest_size=10).digest()
-    )
+    digest = int.from_bytes(hashlib.blake2b(f"{account_id}|{region}|{name}".encode(), digest_size=10).digest())
     alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
     chars = []
     for _ in range(12):
@@ -267,9 +265,7 @@ def load_scenario(name_or_path: str | os.PathLike) -> Scenario:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ScenarioError(
-            f"scenario {path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
-        ) from None
+        raise ScenarioError(f"scenario {path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     return _Builder(path).build(document)
 
 
@@ -288,8 +284,7 @@ def _read_source(name_or_path: str | os.PathLike) -> tuple[str, str]:
         if not resource.is_file():
             known = ", ".join(bundled_scenarios())
             raise ScenarioError(
-                f"scenario {raw}: no bundled scenario of that name (bundled: {known}); "
-                "pass a path to a YAML file"
+                f"scenario {raw}: no bundled scenario of that name (bundled: {known}); pass a path to a YAML file"
             )
         return f"{raw}.yaml", resource.read_text(encoding="utf-8")
     try:
@@ -311,9 +306,7 @@ class _Builder:
     def fail(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(f"scenario {self.source}: {path}: {message}")
 
-    def mapping(
-        self, value: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
-    ) -> dict:
+    def mapping(self, value: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, Mapping):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         for key in value:
@@ -327,9 +320,7 @@ class _Builder:
                 raise self.fail(_join(path, key), "required field is missing")
         return dict(value)
 
-    def string(
-        self, value: Any, path: str, pattern: re.Pattern | None = None, max_len: int | None = None
-    ) -> str:
+    def string(self, value: Any, path: str, pattern: re.Pattern | None = None, max_len: int | None = None) -> str:
         if not isinstance(value, str):
             raise self.fail(path, f"expected a string, got {_kind(value)}")
         if not value.strip():
@@ -370,9 +361,7 @@ class _Builder:
             raise self.fail(path, "must not be empty")
         return value
 
-    def choices(
-        self, value: Any, path: str, allowed: tuple[str, ...], non_empty: bool = True
-    ) -> tuple[str, ...]:
+    def choices(self, value: Any, path: str, allowed: tuple[str, ...], non_empty: bool = True) -> tuple[str, ...]:
         items = self.sequence(value, path, non_empty=non_empty)
         out = []
         for i, item in enumerate(items):
@@ -485,9 +474,7 @@ class _Builder:
             if model_id in burndown:
                 raise self.fail(f"{path}.model_id", f"{model_id!r} is defined twice")
             types = self.choices(raw["inference_types"], f"{path}.inference_types", INFERENCE_TYPES)
-            regions = (
-                self.region_subset(raw["regions"], f"{path}.regions") if "regions" in raw else self.regions
-            )
+            regions = self.region_subset(raw["regions"], f"{path}.regions") if "regions" in raw else self.regions
             on_demand = regions
             if "on_demand_regions" in raw:
                 if "ON_DEMAND" not in types:
@@ -508,9 +495,7 @@ class _Builder:
                 output_modalities=self.choices(
                     raw.get("output_modalities", ["TEXT"]), f"{path}.output_modalities", MODALITIES
                 ),
-                response_streaming=self.boolean(
-                    raw.get("response_streaming", True), f"{path}.response_streaming"
-                ),
+                response_streaming=self.boolean(raw.get("response_streaming", True), f"{path}.response_streaming"),
                 lifecycle_status=lifecycle,
                 customizations_supported=self.choices(
                     raw.get("customizations_supported", []),
@@ -565,9 +550,7 @@ class _Builder:
             if "routes_to" not in raw:
                 raise self.fail(f"{path}.routes_to", "required for a geo profile (the regions it routes to)")
             routes = self.sequence(raw["routes_to"], f"{path}.routes_to", non_empty=True)
-            route_regions = tuple(
-                self.string(r, f"{path}.routes_to[{k}]", _REGION_RE) for k, r in enumerate(routes)
-            )
+            route_regions = tuple(self.string(r, f"{path}.routes_to[{k}]", _REGION_RE) for k, r in enumerate(routes))
             profile_id = f"{prefix}.{model_id}"
         else:
             if "prefix" in raw and raw["prefix"] != "global":
@@ -633,9 +616,7 @@ class _Builder:
             seen_codes.add(code)
             name = self.string(raw["name"], f"{path}.name", max_len=256)
             default = self.number(raw["default"], f"{path}.default", 0)
-            regions = (
-                self.region_subset(raw["regions"], f"{path}.regions") if "regions" in raw else self.regions
-            )
+            regions = self.region_subset(raw["regions"], f"{path}.regions") if "regions" in raw else self.regions
             applied: dict[str, float] = {}
             if "applied" in raw:
                 value_ = raw["applied"]
@@ -688,8 +669,7 @@ class _Builder:
         for region in self.regions:
             for endpoint_id, (kind, base_model) in skeletons[region].items():
                 codes = {
-                    qtype: enforcement.get((region, base_model, kind, qtype), (None, ""))[0]
-                    for qtype in QUOTA_TYPES
+                    qtype: enforcement.get((region, base_model, kind, qtype), (None, ""))[0] for qtype in QUOTA_TYPES
                 }
                 out[region][endpoint_id] = Endpoint(
                     region=region,
@@ -746,9 +726,7 @@ class _Builder:
             if updated < created:
                 raise self.fail(f"{path}.updated_at", "is before created_at")
             description = (
-                self.string(raw["description"], f"{path}.description", max_len=200)
-                if "description" in raw
-                else ""
+                self.string(raw["description"], f"{path}.description", max_len=200) if "description" in raw else ""
             )
             profiles[region].append(
                 InferenceProfile(
@@ -766,9 +744,7 @@ class _Builder:
                 )
             )
             if "traffic" in raw:
-                traffic[region].append(
-                    self.traffic(raw["traffic"], f"{path}.traffic", region, profile_id, endpoint)
-                )
+                traffic[region].append(self.traffic(raw["traffic"], f"{path}.traffic", region, profile_id, endpoint))
 
     def tags(self, value: Any, path: str) -> dict[str, str]:
         if not isinstance(value, Mapping):
@@ -805,9 +781,7 @@ class _Builder:
                 )
             if any(t.model_id == endpoint_id for t in traffic[region]):
                 raise self.fail(f"{path}.endpoint", f"{endpoint_id!r} already has direct traffic in {region}")
-            traffic[region].append(
-                self.traffic(raw["traffic"], f"{path}.traffic", region, endpoint_id, endpoint)
-            )
+            traffic[region].append(self.traffic(raw["traffic"], f"{path}.traffic", region, endpoint_id, endpoint))
 
     def traffic(self, value: Any, path: str, region: str, model_id: str, endpoint: Endpoint) -> TrafficSpec:
         raw = self.mapping(
@@ -830,17 +804,11 @@ class _Builder:
             ),
         )
         default = TrafficSpec(region, model_id, endpoint.endpoint_id, endpoint.base_model_id, 0.0)
-        tokens = self.mapping(
-            raw["tokens"], f"{path}.tokens", ("input", "output"), ("cache_read", "cache_write")
-        )
+        tokens = self.mapping(raw["tokens"], f"{path}.tokens", ("input", "output"), ("cache_read", "cache_write"))
         shape = raw.get("shape", default.shape)
         if shape not in TRAFFIC_SHAPES:
             raise self.fail(f"{path}.shape", f"{shape!r} is not one of {', '.join(TRAFFIC_SHAPES)}")
-        start = (
-            self.integer(raw["start_day"], f"{path}.start_day", -10_000, 10_000)
-            if "start_day" in raw
-            else None
-        )
+        start = self.integer(raw["start_day"], f"{path}.start_day", -10_000, 10_000) if "start_day" in raw else None
         end = self.integer(raw["end_day"], f"{path}.end_day", -10_000, 10_000) if "end_day" in raw else None
         if start is not None and end is not None and end <= start:
             raise self.fail(f"{path}.end_day", "must be after start_day")
@@ -853,29 +821,19 @@ class _Builder:
             model_id=model_id,
             endpoint_id=endpoint.endpoint_id,
             base_model_id=endpoint.base_model_id,
-            requests_per_minute=self.number(
-                raw["requests_per_minute"], f"{path}.requests_per_minute", 0, 1e6
-            ),
+            requests_per_minute=self.number(raw["requests_per_minute"], f"{path}.requests_per_minute", 0, 1e6),
             shape=shape,
             utc_offset_hours=self.number(raw.get("utc_offset_hours", 0), f"{path}.utc_offset_hours", -12, 14),
-            night_factor=self.number(
-                raw.get("night_factor", default.night_factor), f"{path}.night_factor", 0, 1
-            ),
+            night_factor=self.number(raw.get("night_factor", default.night_factor), f"{path}.night_factor", 0, 1),
             weekend_factor=self.number(
                 raw.get("weekend_factor", default.weekend_factor), f"{path}.weekend_factor", 0, 10
             ),
             growth_per_day=self.number(raw.get("growth_per_day", 0), f"{path}.growth_per_day", -0.2, 0.2),
             input_tokens=self.number(tokens["input"], f"{path}.tokens.input", 1, 10_000_000),
             output_tokens=self.number(tokens["output"], f"{path}.tokens.output", 0, 10_000_000),
-            cache_read_tokens=self.number(
-                tokens.get("cache_read", 0), f"{path}.tokens.cache_read", 0, 10_000_000
-            ),
-            cache_write_tokens=self.number(
-                tokens.get("cache_write", 0), f"{path}.tokens.cache_write", 0, 10_000_000
-            ),
-            token_spread=self.number(
-                raw.get("token_spread", default.token_spread), f"{path}.token_spread", 0, 2
-            ),
+            cache_read_tokens=self.number(tokens.get("cache_read", 0), f"{path}.tokens.cache_read", 0, 10_000_000),
+            cache_write_tokens=self.number(tokens.get("cache_write", 0), f"{path}.tokens.cache_write", 0, 10_000_000),
+            token_spread=self.number(raw.get("token_spread", default.token_spread), f"{path}.token_spread", 0, 2),
             streaming_share=self.number(
                 raw.get("streaming_share", default.streaming_share), f"{path}.streaming_share", 0, 1
             ),
@@ -899,9 +857,7 @@ class _Builder:
             days=tuple(sorted(WEEKDAYS.index(d) for d in days)),
             start_minute=hours * 60 + minutes,
             minutes=self.integer(raw["minutes"], f"{path}.minutes", 1, 1440),
-            requests_per_minute=self.number(
-                raw["requests_per_minute"], f"{path}.requests_per_minute", 0, 1e6
-            ),
+            requests_per_minute=self.number(raw["requests_per_minute"], f"{path}.requests_per_minute", 0, 1e6),
         )
 
 

@@ -184,9 +184,7 @@ class Traffic:
         if len(parts) == 1:
             total, count, low, high = (np.array(a, dtype=np.float64) for a in parts[0])
         else:
-            total, count, low, high = (
-                np.concatenate([p[i] for p in parts]).astype(np.float64) for i in range(4)
-            )
+            total, count, low, high = (np.concatenate([p[i] for p in parts]).astype(np.float64) for i in range(4))
         return Samples(sum=total, count=count, minimum=low, maximum=high)
 
     def last_active_minute(self, region: str, model_id: str, before: int) -> int | None:
@@ -234,12 +232,8 @@ class Traffic:
             invocations=totals["ok"],
             quota_tokens=totals["quota"],
             throttles=totals["throttles"],
-            quota_tpm=None
-            if endpoint is None
-            else self.scenario.quota_value(region, endpoint.tpm_quota_code),
-            quota_rpm=None
-            if endpoint is None
-            else self.scenario.quota_value(region, endpoint.rpm_quota_code),
+            quota_tpm=None if endpoint is None else self.scenario.quota_value(region, endpoint.tpm_quota_code),
+            quota_rpm=None if endpoint is None else self.scenario.quota_value(region, endpoint.rpm_quota_code),
         )
 
     # -- blocks --------------------------------------------------------------------------------------------
@@ -300,9 +294,7 @@ class Traffic:
         return block
 
     def _demand(self, spec: TrafficSpec, minutes: np.ndarray, day: int) -> _Draft:
-        rng = np.random.Generator(
-            np.random.Philox(key=_philox_key(self.seed, spec.region, spec.model_id, day))
-        )
+        rng = np.random.Generator(np.random.Philox(key=_philox_key(self.seed, spec.region, spec.model_id, day)))
         # Draw every random array at full size and in a fixed order, so values never depend on which minutes
         # happen to be active or requested.
         day_factor = np.exp(_DAY_SIGMA * rng.standard_normal())
@@ -320,9 +312,7 @@ class Traffic:
         utc_weekday = (day + 3) % 7
         for burst in spec.bursts:
             if utc_weekday in burst.days:
-                in_burst = (utc_minute >= burst.start_minute) & (
-                    utc_minute < burst.start_minute + burst.minutes
-                )
+                in_burst = (utc_minute >= burst.start_minute) & (utc_minute < burst.start_minute + burst.minutes)
                 rate = rate + np.where(in_burst, burst.requests_per_minute, 0.0)
         active = minutes >= self.history_start_minute
         if spec.start_day is not None:
@@ -367,9 +357,7 @@ def _serve(draft: _Draft, fraction: np.ndarray, latency: Latency) -> _SeriesDay:
     # Errors only among minutes with two or more accepted requests, so a minute never holds errors alone.
     spare = np.maximum(accepted - 1, 0).astype(np.int64)
     client_errors = rng.binomial(spare, spec.client_error_rate).astype(np.float64)
-    server_errors = rng.binomial(spare - client_errors.astype(np.int64), spec.server_error_rate).astype(
-        np.float64
-    )
+    server_errors = rng.binomial(spare - client_errors.astype(np.int64), spec.server_error_rate).astype(np.float64)
     ok = accepted - client_errors - server_errors
     spread_jitter = rng.random((5, MINUTES_PER_DAY))
 
@@ -411,9 +399,7 @@ def _serve(draft: _Draft, fraction: np.ndarray, latency: Latency) -> _SeriesDay:
     )
 
 
-def _spread(
-    total: np.ndarray, n: np.ndarray, sigma: float, jitter: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _spread(total: np.ndarray, n: np.ndarray, sigma: float, jitter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Smallest and largest single request of ``n`` requests summing to ``total``.
 
     Skewed right like real token counts; with ``r <= n - 1`` and ``r >= 1`` some set of n requests with that
@@ -510,9 +496,7 @@ _SHAPES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
 
 
 def _idle(length: int) -> Samples:
-    return Samples(
-        sum=np.zeros(length), count=np.zeros(length), minimum=np.zeros(length), maximum=np.zeros(length)
-    )
+    return Samples(sum=np.zeros(length), count=np.zeros(length), minimum=np.zeros(length), maximum=np.zeros(length))
 
 
 def _philox_key(seed: int, region: str, model_id: str, day: int) -> np.ndarray:
