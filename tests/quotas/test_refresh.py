@@ -301,3 +301,20 @@ def test_answers_that_are_not_the_json_asked_for_are_refused(text: str, problem:
 def test_a_fenced_json_answer_is_read() -> None:
     text = '```json\n{"matches": [{"quota_code": "L-F4DDD3EB", "endpoint": "geo", "quota_type": "tpm"}]}\n```'
     assert parse_llm_answer(text) == [{"quota_code": "L-F4DDD3EB", "endpoint": "geo", "quota_type": "tpm"}]
+
+
+def test_regions_fall_back_to_ec2_when_the_account_api_is_denied(
+    data_dir: Path, clients, boto3_client: Callable[..., Any]
+) -> None:
+    factory, _ = clients
+    account = boto3_client("account", region="us-east-1")
+    stub = Stubber(account)
+    stub.add_client_error("list_regions", service_error_code="AccessDeniedException", http_status_code=403)
+
+    def denied_account(service: str, region: str) -> Any:
+        return account if service == "account" else factory(service, region)
+
+    with stub:
+        lines = run("regions", clients=denied_account).splitlines()
+    assert "us-east-1" in lines and "ap-east-2" not in lines
+    assert yaml.safe_load((data_dir / "regions.yml").read_text())["source"] == "ec2:DescribeRegions"
