@@ -19,8 +19,6 @@ import dagster as dg
 from pipelines.errors import UserError, describe_aws_error
 from pipelines.resources import AwsResource, WarehouseResource, current_minute
 
-ENDPOINTS_TAG = "buw/endpoints"
-GRANULARITY_TAG = "buw/granularity"
 SUMMARY_WINDOW = "30d"
 
 
@@ -162,8 +160,9 @@ def build_models_and_reports(
     steps: str = "all",
 ) -> None:
     """Materialize the SQL models and/or the reports (``steps``: all, models, reports) as one Dagster run."""
-    from pipelines.assets.models import AS_OF_TAG, build_models_asset
-    from pipelines.assets.report import reports
+    from pipelines.assets.models import build_models_asset
+    from pipelines.assets.report import ENDPOINTS_TAG, GRANULARITY_TAG, reports
+    from pipelines.resources import AS_OF_TAG
 
     tags = {AS_OF_TAG: as_of.isoformat()}
     if endpoints is not None:

@@ -1,10 +1,16 @@
 """The report asset: HTML + JSON per endpoint and an index page, rendered from the marts."""
 
+import json
+
 import dagster as dg
 
-from pipelines.assets.models import run_as_of
-from pipelines.report import render_reports
-from pipelines.resources import WarehouseResource
+from pipelines.report import ReportError, render_reports
+from pipelines.resources import WarehouseResource, run_as_of
+
+# Run tags `buw analyze` sets: which (region, endpoint) pairs to render (JSON list) and the chart bucket per
+# window (JSON object, from --granularity). Without them every endpoint is rendered at the default buckets.
+ENDPOINTS_TAG = "buw/endpoints"
+GRANULARITY_TAG = "buw/granularity"
 
 REPORT_INPUTS = (
     "endpoints",
@@ -26,19 +32,25 @@ REPORT_INPUTS = (
 def reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Renders reports/templates/ (Jinja2 + Plotly, plotly.js inline) for every endpoint into BUW_REPORTS."""
     as_of = run_as_of(context, warehouse)
+    tags = context.run.tags
+    select = [tuple(pair) for pair in json.loads(tags[ENDPOINTS_TAG])] if ENDPOINTS_TAG in tags else None
+    granularity = json.loads(tags[GRANULARITY_TAG]) if GRANULARITY_TAG in tags else None
     out_dir = warehouse.reports()
     with warehouse.connect(read_only=True) as connection:
-        files = render_reports(connection, out_dir, as_of=as_of)
-    index = out_dir / "index.html"
-    largest = max((file.html_path.stat().st_size for file in files), default=0)
+        try:
+            files = render_reports(connection, out_dir, as_of=as_of, select=select, chart_granularity=granularity)
+        except ReportError as error:
+            raise dg.Failure(description=str(error)) from error
+    pages = [file for file in files if file.kind == "endpoint"]
+    largest = max((file.html_bytes for file in pages), default=0)
     return dg.MaterializeResult(
         metadata={
-            "endpoints": dg.MetadataValue.int(len(files)),
-            "index": dg.MetadataValue.path(str(index)),
+            "endpoints": dg.MetadataValue.int(len(pages)),
+            "index": dg.MetadataValue.path(str(out_dir / "index.html")),
             "largest_html_bytes": dg.MetadataValue.int(largest),
             "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
             "reports": dg.MetadataValue.md(
-                "\n".join(f"- {file.region} `{file.endpoint}`: {file.html_path}" for file in files)
+                "\n".join(f"- {file.region} `{file.endpoint}`: {file.html_path}" for file in pages)
             ),
         }
     )
