@@ -23,6 +23,9 @@ def _dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to ./.dagster so CLI runs and `dagster dev` share one instance."""
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -30,7 +33,11 @@ def _dagster_home() -> Path:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Piped or captured output: wide enough that endpoint ids are not cut.
+        console = Console(highlight=False, width=160)
+    return console
 
 
 # sandbox ---

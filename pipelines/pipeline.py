@@ -177,6 +177,8 @@ def build_models_and_reports(
         instance=_instance(),
         resources={"warehouse": warehouse},
         tags=tags,
+        # The run's event log is in the Dagster UI; the terminal gets warnings only.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         raise_on_error=False,
     )
     if not result.success:

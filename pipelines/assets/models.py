@@ -1,9 +1,15 @@
 """SQL models as Dagster assets: one asset per file in sql/, named after the file, built in one step.
 
 DuckDB allows one writer per database file, so every model is built by a single multi-asset step in dependency
-order (the "single-writer model step" of DESIGN §8); each SQL file is still its own asset in the graph, with its
+order (the "single-writer model step" of DESIGN §8); each model is still its own asset in the graph, with its
 own materialization, metadata and checks. The quality checks run inside the same step for the same reason.
+One model is Python rather than SQL: ``quota_map`` parses quota names (pipelines/quotas/), which SQL cannot do
+well; it sits in the same graph and order.
 """
+
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 
@@ -11,8 +17,11 @@ from pipelines.checks_sql import (
     check_aggregate_totals,
     check_duplicate_points,
     check_expected_partitions,
+    check_unique_usage_minutes,
 )
-from pipelines.models import SqlModel, build_model, discover_models, load_seeds
+from pipelines.models import LAYERS, SqlModel, build_model, build_order, discover_models, load_seeds
+from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
+from pipelines.quotas.warehouse import build_quota_map
 from pipelines.resources import WarehouseResource, run_as_of
 
 # Raw datasets each staging model reads (asset keys of the extract group).
@@ -23,13 +32,55 @@ RAW_INPUTS = {
     "stg_profile_tags": ("profile_tags",),
     "stg_foundation_models": ("foundation_models",),
     "stg_service_quotas": ("service_quotas",),
+    "stg_service_quotas_history": ("service_quotas",),
 }
 
+# Python models: name -> (tables it reads, builder(connection, lake=, as_of=) -> rows).
+PYTHON_MODELS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
+    "quota_map": (
+        ("stg_service_quotas_history", "stg_foundation_models", "stg_inference_profiles", "endpoints"),
+        lambda connection, lake, as_of: build_quota_map(connection, as_of=as_of, lake=lake),
+    ),
+}
+
+# (asset, check name, function, blocking, severity). Blocking checks stop the report on bad data; the
+# headroom checks only warn: being near a quota is news for the user, not broken data.
 CHECKS = (
-    ("stg_metric_points", "no_duplicate_points", check_duplicate_points, True),
-    ("stg_metric_points", "expected_partitions_present", check_expected_partitions, False),
-    ("window_stats", "aggregate_equals_sum_of_series", check_aggregate_totals, True),
+    ("stg_metric_points", "no_duplicate_points", check_duplicate_points, True, dg.AssetCheckSeverity.ERROR),
+    ("usage_minute", "one_row_per_series_minute", check_unique_usage_minutes, True, dg.AssetCheckSeverity.ERROR),
+    (
+        "stg_metric_points",
+        "expected_partitions_present",
+        check_expected_partitions,
+        False,
+        dg.AssetCheckSeverity.WARN,
+    ),
+    (
+        "window_stats",
+        "aggregate_equals_sum_of_series",
+        check_aggregate_totals,
+        True,
+        dg.AssetCheckSeverity.ERROR,
+    ),
+    ("quota_headroom", "tpm_headroom", check_tpm_headroom, False, dg.AssetCheckSeverity.WARN),
+    ("quota_headroom", "rpm_headroom", check_rpm_headroom, False, dg.AssetCheckSeverity.WARN),
+    ("quota_headroom", "tpd_headroom", check_tpd_headroom, False, dg.AssetCheckSeverity.WARN),
 )
+
+
+def all_models() -> list[SqlModel]:
+    """The SQL models plus the Python models, each SQL model also depending on the Python models it reads."""
+    models = discover_models()
+    python_names = set(PYTHON_MODELS)
+    linked = []
+    for model in models:
+        reads = {name for name in python_names if re.search(rf"\b{name}\b", model.sql)}
+        linked.append(
+            SqlModel(model.name, model.layer, model.path, model.sql, tuple(sorted({*model.depends_on, *reads})))
+        )
+    for name, (reads, builder) in PYTHON_MODELS.items():
+        linked.append(SqlModel(name, LAYERS[-1], Path(builder.__code__.co_filename), "", reads))
+    return linked
 
 
 def _preview(connection, name: str) -> str:
@@ -41,64 +92,77 @@ def _preview(connection, name: str) -> str:
     return "\n".join(lines)
 
 
+def _description(model: SqlModel) -> str:
+    if model.name in PYTHON_MODELS:
+        return "Maps each endpoint to its Service Quotas codes (pipelines/quotas/warehouse.py, no LLM)."
+    header = []
+    for line in model.sql.splitlines():
+        if not line.startswith("--"):
+            break
+        header.append(line.removeprefix("--").strip())
+    return f"Runs sql/{model.layer}/{model.path.name}.\n\n" + " ".join(header)
+
+
 def _spec(model: SqlModel) -> dg.AssetSpec:
-    deps = [*RAW_INPUTS.get(model.name, ()), *model.depends_on]
     return dg.AssetSpec(
         key=model.name,
-        deps=deps,
+        deps=[*RAW_INPUTS.get(model.name, ()), *model.depends_on],
         group_name="models",
-        kinds={"duckdb", "sql"},
-        description=f"Runs sql/{model.layer}/{model.path.name}.\n\n{model.description}".strip(),
+        kinds={"duckdb", "python"} if model.name in PYTHON_MODELS else {"duckdb", "sql"},
+        description=_description(model),
         skippable=True,
     )
 
 
 def build_models_asset() -> dg.AssetsDefinition:
-    """The multi-asset that builds every SQL model found in sql/."""
-    models = discover_models()
-    names = {model.name for model in models}
+    """The multi-asset that builds every model (sql/ and PYTHON_MODELS) and runs their checks."""
+    models = {model.name: model for model in all_models()}
+    order = build_order(models.values())
     check_specs = [
-        dg.AssetCheckSpec(name=check_name, asset=asset, blocking=blocking, description=function.__doc__)
-        for asset, check_name, function, blocking in CHECKS
-        if asset in names
+        dg.AssetCheckSpec(name=name, asset=asset, blocking=blocking, description=function.__doc__)
+        for asset, name, function, blocking, _ in CHECKS
+        if asset in models
     ]
 
     @dg.multi_asset(
         name="sql_models",
-        specs=[_spec(model) for model in models],
+        specs=[_spec(models[name]) for name in order],
         check_specs=check_specs,
         can_subset=True,
     )
     def sql_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        """Builds the selected SQL models in dependency order in warehouse/usage.duckdb."""
+        """Builds the selected models in dependency order in warehouse/usage.duckdb, then their checks."""
         as_of = run_as_of(context, warehouse)
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         lake = warehouse.lake()
         with warehouse.connect() as connection:
             load_seeds(connection)
-            for model in models:
-                if model.name not in selected:
+            for name in order:
+                if name not in selected:
                     continue
-                rows = build_model(connection, model, lake=lake, as_of=as_of)
+                if name in PYTHON_MODELS:
+                    rows = PYTHON_MODELS[name][1](connection, lake=lake, as_of=as_of)
+                else:
+                    rows = build_model(connection, models[name], lake=lake, as_of=as_of)
                 yield dg.MaterializeResult(
-                    asset_key=model.name,
+                    asset_key=name,
                     metadata={
                         "rows": dg.MetadataValue.int(rows),
                         "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
                         "path": dg.MetadataValue.path(str(warehouse.database())),
-                        "preview": dg.MetadataValue.md(_preview(connection, model.name)),
+                        "preview": dg.MetadataValue.md(_preview(connection, name)),
                     },
                 )
-                for asset, check_name, function, _ in CHECKS:
-                    if asset != model.name or dg.AssetCheckKey(dg.AssetKey(asset), check_name) not in (
-                        context.selected_asset_check_keys
-                    ):
+                for asset, check_name, function, _, severity in CHECKS:
+                    key = dg.AssetCheckKey(dg.AssetKey(asset), check_name)
+                    if asset != name or key not in context.selected_asset_check_keys:
                         continue
                     outcome = function(connection, lake=lake, as_of=as_of)
                     yield dg.AssetCheckResult(
                         asset_key=asset,
                         check_name=check_name,
                         passed=outcome.passed,
+                        severity=severity,
                         metadata={"violations": outcome.violations, **outcome.metadata},
                     )
 
