@@ -19,7 +19,7 @@ from pipelines.checks_sql import (
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from pipelines.models import LAYERS, SqlModel, build_model, build_order, discover_models, load_seeds
+from pipelines.models import LAYERS, SqlModel, build_model, build_order, discover_models, load_seeds, seed_names
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
 from pipelines.quotas.warehouse import build_quota_map
 from pipelines.resources import WarehouseResource, run_as_of
@@ -103,10 +103,11 @@ def _description(model: SqlModel) -> str:
     return f"Runs sql/{model.layer}/{model.path.name}.\n\n" + " ".join(header)
 
 
-def _spec(model: SqlModel) -> dg.AssetSpec:
+def _spec(model: SqlModel, seeds: set[str]) -> dg.AssetSpec:
+    # Seeds (sql/seeds/*.csv) are loaded by the model step itself, so they are not upstream assets.
     return dg.AssetSpec(
         key=model.name,
-        deps=[*RAW_INPUTS.get(model.name, ()), *model.depends_on],
+        deps=[*RAW_INPUTS.get(model.name, ()), *(name for name in model.depends_on if name not in seeds)],
         group_name="models",
         kinds={"duckdb", "python"} if model.name in PYTHON_MODELS else {"duckdb", "sql"},
         description=_description(model),
@@ -118,6 +119,7 @@ def build_models_asset() -> dg.AssetsDefinition:
     """The multi-asset that builds every model (sql/ and PYTHON_MODELS) and runs their checks."""
     models = {model.name: model for model in all_models()}
     order = build_order(models.values())
+    seeds = set(seed_names())
     check_specs = [
         dg.AssetCheckSpec(name=name, asset=asset, blocking=blocking, description=function.__doc__)
         for asset, name, function, blocking, _ in CHECKS
@@ -126,7 +128,7 @@ def build_models_asset() -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name="sql_models",
-        specs=[_spec(models[name]) for name in order],
+        specs=[_spec(models[name], seeds) for name in order],
         check_specs=check_specs,
         can_subset=True,
     )
