@@ -120,12 +120,20 @@ def load_seeds(connection: duckdb.DuckDBPyConnection, sql_dir: Path | None = Non
     documentation = _documentation_or_empty()
     for name in seed_names(root):
         path = root / "seeds" / f"{name}.csv"
+        doc = documentation.get(name)
+        # Read as text and cast to the documented types, so a seed's types do not depend on its current values
+        # (an output_multiplier of 5 would otherwise be read as an integer, 1.25 as a double).
+        casts = ", ".join(
+            f"cast({_identifier(column.name)} as {_checked_type(column.type)}) as {_identifier(column.name)}"
+            for column in (doc.columns if doc else ())
+        )
+        projection = f"* replace ({casts})" if casts else "*"
         connection.execute(
             f"create or replace table {_identifier(name)} as "
-            "select * from read_csv(?, header = true, auto_detect = true)",
+            f"select {projection} from read_csv(?, header = true, all_varchar = true)",
             [str(path)],
         )
-        _apply_comments(connection, name, documentation.get(name))
+        _apply_comments(connection, name, doc)
 
 
 def build_model(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake: Path, as_of: datetime) -> int:
@@ -313,6 +321,13 @@ def _table_exists(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def _has_files(lake: Path, dataset: str) -> bool:
     return any((lake / dataset).glob(f"region=*/date=*/{PARTITION_FILE}"))
+
+
+def _checked_type(type_name: str) -> str:
+    """A documented type, checked to be a plain DuckDB type name before it is written into a cast."""
+    if not re.fullmatch(r"[a-z]+(\[\])?", type_name):
+        raise ModelError(f"{DATA_DICTIONARY}: {type_name!r} is not a DuckDB type name such as double or varchar[]")
+    return type_name
 
 
 def _identifier(name: str) -> str:

@@ -144,13 +144,14 @@ minute_stats as (
         quantile_cont(latency_ms, [0.5, 0.9, 0.99]) as latency_ms_q,
         avg(latency_ms) as latency_ms_avg,
         max(latency_ms) as latency_ms_max,
-        -- A sum of per-minute latencies means nothing: latency has no total.
-        cast(null as double) as latency_ms_total,
+        -- Summed only to keep the columns alike: UNPIVOT drops a row with a null, and the final select
+        -- blanks the total of latency, which means nothing.
+        sum(latency_ms) as latency_ms_total,
         count(latency_ms) as latency_ms_n,
         quantile_cont(ttft_ms, [0.5, 0.9, 0.99]) as ttft_ms_q,
         avg(ttft_ms) as ttft_ms_avg,
         max(ttft_ms) as ttft_ms_max,
-        cast(null as double) as ttft_ms_total,
+        sum(ttft_ms) as ttft_ms_total,
         count(ttft_ms) as ttft_ms_n
     from windowed
     group by region, endpoint, series_id, "window"

@@ -15,7 +15,10 @@ renamed as (
         cast(profile_arn as varchar) as profile_arn,
         cast(name as varchar) as profile_name,
         cast(description as varchar) as description,
-        cast(upper(type) as varchar) as profile_type,
+        -- The API says SYSTEM_DEFINED, the lake contract SYSTEM: either way it is SYSTEM here.
+        cast(
+            case when upper(type) = 'SYSTEM_DEFINED' then 'SYSTEM' else upper(type) end as varchar
+        ) as profile_type,
         cast(upper(status) as varchar) as status,
         -- Sorted and de-duplicated so that two profiles with the same models compare equal.
         cast(list_sort(list_distinct(model_arns)) as varchar[]) as model_arns,
