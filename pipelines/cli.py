@@ -171,14 +171,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
-    except UserError as error:
-        if args.debug:
-            raise
-        print(f"buw: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("buw: interrupted; the warehouse keeps every partition that finished.", file=sys.stderr)
         return 130
+    except Exception as error:
+        from pipelines.errors import explain
+
+        message = explain(error)
+        if message is None or args.debug:
+            raise
+        print(f"buw: {message}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from pipelines.errors import UserError, describe_aws_error
+from pipelines.errors import UserError, explain
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,11 +196,9 @@ def analyze_command(args: argparse.Namespace, *, granularity: dict[str, str], as
     _dagster_home()
     try:
         run_analyze(request, console=_console())
-    except UserError:
-        raise
     except Exception as error:
-        message = describe_aws_error(error.__cause__ or error, f"analyzing {region}")
-        if message is None:
+        message = explain(error, f"analyzing {region}")
+        if message is None or isinstance(error, UserError):
             raise
         raise UserError(message) from error
     return 0

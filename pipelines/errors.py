@@ -51,3 +51,43 @@ def describe_aws_error(error: BaseException, doing: str) -> str | None:
         if code in {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch"}:
             return f"Your AWS credentials were rejected while {doing} ({code}); refresh them (e.g. `aws sso login`)."
     return None
+
+
+def _known_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is already one sentence for the user (imported late: they live in heavy modules)."""
+    from pipelines.assets.extract import ExtractError
+    from pipelines.aws import AwsApiError
+    from pipelines.lake import LakeError
+    from pipelines.models import ModelError
+    from pipelines.quotas.cli import QuotaInputError
+    from pipelines.quotas.overrides import OverrideError
+    from pipelines.report import ReportError
+    from pipelines.sandbox.scenario import ScenarioError
+    from pipelines.sandbox.server import SandboxPortInUse
+
+    return (
+        ExtractError,
+        AwsApiError,
+        LakeError,
+        ModelError,
+        QuotaInputError,
+        OverrideError,
+        ReportError,
+        ScenarioError,
+        SandboxPortInUse,
+    )
+
+
+def explain(error: BaseException, doing: str = "talking to AWS") -> str | None:
+    """The one sentence to show for an error the user can act on, or None for a bug (which keeps its traceback)."""
+    if isinstance(error, UserError):
+        return str(error)
+    cause: BaseException | None = error
+    while cause is not None:
+        message = describe_aws_error(cause, doing)
+        if message:
+            return message
+        cause = cause.__cause__
+    if isinstance(error, _known_error_types()):
+        return str(error).strip().splitlines()[0]
+    return None

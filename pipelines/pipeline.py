@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.errors import UserError, describe_aws_error
+from pipelines.errors import UserError, explain
 from pipelines.resources import AwsResource, WarehouseResource, current_minute
 
 SUMMARY_WINDOW = "30d"
@@ -49,16 +49,6 @@ class RunSummary:
     reports: tuple[Path, ...]
     index: Path | None
     rows: tuple[tuple, ...]
-
-
-def _user_message(error: BaseException, doing: str) -> str | None:
-    cause: BaseException | None = error
-    while cause is not None:
-        message = describe_aws_error(cause, doing)
-        if message:
-            return message
-        cause = cause.__cause__
-    return None
 
 
 def _instance() -> dg.DagsterInstance:
@@ -391,9 +381,8 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
         elif request.interactive:
             model_ids = _prompt_model(warehouse, request.region, as_of, console)
         results = extract_metrics(aws, warehouse, [request.region], as_of, account_id, request.days, console)
-    except (ExtractError, OSError) as error:
-        message = _user_message(error, f"extracting {request.region}")
-        raise UserError(message or f"{error}") from error
+    except ExtractError as error:
+        raise UserError(explain(error, f"extracting {request.region}") or str(error)) from error
     build_models_and_reports(warehouse, as_of, steps="models")
     if model_ids:
         endpoints = resolve_endpoints(warehouse, request.region, model_ids)

@@ -1,0 +1,189 @@
+"""End to end through the CLI: `buw demo` on the sandbox, then `buw sql`, `buw report`, the browser, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("e2e-demo")]
+
+ROOT = Path(__file__).resolve().parents[2]
+AS_OF = "2026-11-20T12:00:00Z"
+THROTTLED = ("us-east-1", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _buw(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(
+        {
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "BUW_WAREHOUSE": str(root / "warehouse"),
+            "BUW_REPORTS": str(root / "reports"),
+            "DAGSTER_HOME": str(root / "dagster"),
+        }
+    )
+    result = _buw("demo", "--as-of", AS_OF, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, env, result.stdout
+
+
+def _connect(root: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(root / "warehouse" / "usage.duckdb"), read_only=True)
+
+
+def test_demo_prints_the_index_and_a_summary(demo):
+    root, _, stdout = demo
+    assert f"Report index: {root / 'reports' / 'index.html'}" in stdout
+    assert THROTTLED[1] in stdout
+    assert (root / "reports" / "index.html").exists()
+
+
+def test_every_endpoint_with_usage_has_an_html_and_json_report_under_5_mb(demo):
+    root, _, _ = demo
+    with _connect(root) as connection:
+        endpoints = connection.execute("select distinct region, endpoint from endpoint_minute").fetchall()
+    assert len(endpoints) >= 6
+    index = json.loads((root / "reports" / "index.json").read_text())
+    listed = json.dumps(index)
+    for region, endpoint in endpoints:
+        pages = list((root / "reports" / region).glob("*.html"))
+        assert endpoint in listed
+        assert pages
+    for page in (root / "reports").glob("*/*.html"):
+        assert page.stat().st_size < 5_000_000, page
+        assert page.with_suffix(".json").exists()
+
+
+def test_headroom_shows_for_every_endpoint_that_has_a_quota(demo):
+    root, _, _ = demo
+    with _connect(root) as connection:
+        missing = connection.execute(
+            """
+            select distinct m.region, m.endpoint
+            from endpoint_minute as m
+            join quota_map as q on q.region = m.region and q.endpoint = m.endpoint and q.quota_type = 'tpm'
+            anti join quota_headroom as h
+                on h.region = m.region and h.endpoint = m.endpoint and h.quota_type = 'tpm'
+            """
+        ).fetchall()
+    assert missing == []
+
+
+def test_the_headroom_check_fires_on_the_throttled_endpoint_and_no_other(demo):
+    root, env, _ = demo
+    from pipelines.quotas.checks import check_tpm_headroom
+
+    with _connect(root) as connection:
+        outcome = check_tpm_headroom(connection)
+    assert not outcome.passed
+    flagged = json.dumps(outcome.metadata, default=str)
+    assert THROTTLED[1] in flagged
+    with _connect(root) as connection:
+        others = connection.execute("select distinct endpoint from endpoint_minute where endpoint <> ?", [THROTTLED[1]])
+        for (endpoint,) in others.fetchall():
+            assert f'"{endpoint}"' not in flagged, endpoint
+
+
+def test_buw_sql_reads_the_marts(demo):
+    _, env, _ = demo
+    result = _buw(
+        "sql",
+        "select count(*) as n from window_stats where series_id = '*' and metric = 'tpm'",
+        "--format",
+        "json",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["n"] > 0
+
+
+def test_buw_report_rerenders_without_aws(demo):
+    root, env, _ = demo
+    page = next((root / "reports" / THROTTLED[0]).glob("us.anthropic.claude-sonnet-4-5*.html"))
+    before = page.read_bytes()
+    page.unlink()
+    offline = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing listens: any AWS call would fail
+    result = _buw("report", env=offline)
+    assert result.returncode == 0, result.stderr
+    assert page.read_bytes() == before
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+def test_every_demo_report_renders_in_chromium_without_errors(demo):
+    from playwright.sync_api import sync_playwright
+
+    root, _, _ = demo
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    pages = sorted((root / "reports").glob("*/*.html")) + [root / "reports" / "index.html"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        for path in pages:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("console", lambda message, errors=errors: message.type == "error" and errors.append(message.text))
+            page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            plots = page.locator(".js-plotly-plot")
+            for index in range(plots.count()):
+                assert plots.nth(index).locator(".main-svg").count() > 0, (path.name, index)
+            assert errors == [], (path.name, errors)
+            if THROTTLED[1] in path.name:
+                page.screenshot(path=str(artifacts / "demo-throttled-endpoint.png"), full_page=True)
+            page.close()
+        browser.close()
+
+
+def test_a_corrupt_lake_file_is_named_and_loses_nothing(demo, tmp_path):
+    root, env, _ = demo
+    with _connect(root) as connection:
+        before = connection.execute("select count(*) from usage_minute").fetchone()[0]
+    victim = sorted((root / "warehouse" / "lake" / "metric_points").glob("region=us-west-2/date=*/data.parquet"))[0]
+    saved = victim.read_bytes()
+    victim.write_bytes(b"this is not parquet")
+    try:
+        result = _buw("report", "--as-of", "2026-11-20T12:05:00Z", env=env)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert str(victim) in result.stderr
+    finally:
+        victim.write_bytes(saved)
+    with _connect(root) as connection:
+        assert connection.execute("select count(*) from usage_minute").fetchone()[0] == before
