@@ -96,6 +96,7 @@ def extract_metrics(
         ClientCache,
         extract_metrics_partition,
         held_partitions,
+        model_ids_to_fetch,
         partitions_to_refresh,
     )
 
@@ -104,6 +105,7 @@ def extract_metrics(
     todo = sorted(todo, key=lambda key: (key[0], key[1]))
     instance = _instance()
     clients = ClientCache(aws)
+    model_ids = {region: model_ids_to_fetch(clients, lake, region) for region in {region for region, _ in todo}}
     results = []
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -120,7 +122,9 @@ def extract_metrics(
             for region in regions
         }
         for region, day in todo:
-            result = extract_metrics_partition(aws, lake, region, day, as_of, account_id, clients=clients)
+            result = extract_metrics_partition(
+                aws, lake, region, day, as_of, account_id, clients=clients, model_ids=model_ids[region]
+            )
             results.append(result)
             key = dg.MultiPartitionKey({"date": day.isoformat(), "region": region})
             _record(

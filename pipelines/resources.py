@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+import botocore.session
+import botocore.utils
 import dagster as dg
 import duckdb
 from botocore.config import Config
@@ -47,6 +49,13 @@ def run_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     return record.create_timestamp.astimezone(UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
+def parse_utc_timestamp(value) -> datetime:
+    """A wire timestamp (epoch seconds, or ISO-8601 text from the query protocol) as an aware UTC datetime."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return botocore.utils.parse_timestamp(value).astimezone(UTC)
+
+
 def current_minute() -> datetime:
     """The start of the current UTC minute, naive."""
     return datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
@@ -76,7 +85,14 @@ class AwsResource(dg.ConfigurableResource):
         return [region] if region else ["us-east-1"]
 
     def session(self) -> boto3.Session:
-        return boto3.Session(profile_name=self.profile_name or None)
+        """A boto3 session whose responses carry timestamps as UTC datetimes, parsed quickly.
+
+        botocore's default parser converts every timestamp to the local zone through dateutil, which costs more
+        than everything else in a GetMetricData answer of 100,800 datapoints; UTC is what the warehouse stores.
+        """
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_utc_timestamp)
+        return boto3.Session(botocore_session=core, profile_name=self.profile_name or None)
 
     def client(self, service: str, region: str):
         """A boto3 client with adaptive retries and enough pooled connections for bounded concurrency."""

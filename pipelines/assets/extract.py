@@ -13,7 +13,7 @@ assets only resolve settings, call them and report what it cost.
 
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -367,6 +367,7 @@ def extract_metrics_partition(
     account_id: str,
     fetched_at: datetime | None = None,
     clients: ClientCache | None = None,
+    model_ids: Sequence[str] | None = None,
 ) -> ExtractResult:
     """Read one (region, UTC day) of Bedrock metrics from CloudWatch and replace its lake partitions.
 
@@ -402,7 +403,8 @@ def extract_metrics_partition(
         )
     clients = clients or ClientCache(aws)
     try:
-        model_ids = model_ids_to_fetch(clients, lake, region)
+        # A run reading many days of a region passes the list in: it is the same for each of its days.
+        model_ids = list(model_ids) if model_ids is not None else model_ids_to_fetch(clients, lake, region)
         cloudwatch = clients("cloudwatch", region)
         points = MetricPoints()
         stats = CallStats()
@@ -461,8 +463,11 @@ def refresh_metrics(
     """
     todo = partitions_to_refresh(as_of, held_partitions(lake, as_of), regions, days)
     clients = ClientCache(aws)
+    model_ids = {region: model_ids_to_fetch(clients, lake, region) for region in {region for region, _ in todo}}
     return [
-        extract_metrics_partition(aws, lake, region, day, as_of, account_id, clients=clients)
+        extract_metrics_partition(
+            aws, lake, region, day, as_of, account_id, clients=clients, model_ids=model_ids[region]
+        )
         for region, day in sorted(todo, key=lambda key: (key[1], key[0]))
     ]
 

@@ -264,22 +264,34 @@ def fetch_metric_data(
         for future, index in futures.items():
             results[index] = future.result()
 
-    rows: list[tuple[str, str, str, datetime, float]] = []
+    # Rows ordered by (model_id, metric, stat, ts): order the queries, then each query's points by time.
+    answered: list[tuple[MetricQuery, dict[datetime, float]]] = []
     total = CallStats()
     for batch, result in zip(batches, results, strict=True):
         assert result is not None
         series, stats = result
         total = total + stats
-        for query in batch.queries:
-            for moment, value in series[query.query_id].items():
-                rows.append((query.model_id, query.metric, query.stat, moment, value))
-    rows.sort(key=lambda row: row[:4])
+        answered.extend((query, series[query.query_id]) for query in batch.queries)
+    answered.sort(key=lambda item: (item[0].model_id, item[0].metric, item[0].stat))
+    model_id: list[str] = []
+    metric: list[str] = []
+    stat: list[str] = []
+    ts: list[datetime] = []
+    value: list[float] = []
+    for query, points in answered:
+        moments = sorted(points)
+        count = len(moments)
+        model_id += [query.model_id] * count
+        metric += [query.metric] * count
+        stat += [query.stat] * count
+        ts += moments
+        value += [points[moment] for moment in moments]
     points = MetricPoints(
-        model_id=tuple(row[0] for row in rows),
-        metric=tuple(row[1] for row in rows),
-        stat=tuple(row[2] for row in rows),
-        period_s=(period,) * len(rows),
-        ts=tuple(row[3] for row in rows),
-        value=tuple(row[4] for row in rows),
+        model_id=tuple(model_id),
+        metric=tuple(metric),
+        stat=tuple(stat),
+        period_s=(period,) * len(ts),
+        ts=tuple(ts),
+        value=tuple(value),
     )
     return points, total
