@@ -182,7 +182,11 @@ def build_models_and_reports(
 
 
 def summary_rows(warehouse: WarehouseResource, endpoints: Iterable[tuple[str, str]] | None = None) -> list[tuple]:
-    """(region, endpoint, p90 TPM, peak TPM, % of TPM quota at p90, at peak, throttled minutes), 30-day window."""
+    """(region, endpoint, p90 TPM, peak TPM, utilisation of the TPM quota at p90 and at peak, throttled minutes).
+
+    TPM is input + output tokens; utilisation is of quota TPM (with the output burndown), which is what the
+    quota counts. Both over the 30-day window.
+    """
     wanted = set(endpoints) if endpoints is not None else None
     with warehouse.connect(read_only=True) as connection:
         tables = {row[0] for row in connection.execute("select table_name from duckdb_tables()").fetchall()}
@@ -234,15 +238,16 @@ def print_summary(console, rows: Sequence[tuple], index: Path | None) -> None:
         return "no quota" if value is None else f"{value * 100:.1f} %"
 
     table = Table(title=f"Last {SUMMARY_WINDOW[:-1]} days per endpoint", show_lines=False)
-    for name in (
+    headers = (
         "region",
         "endpoint",
         "p90 TPM",
         "peak TPM",
-        "% TPM quota p90",
-        "% TPM quota peak",
-        "throttled min",
-    ):
+        "p90 quota TPM, % of TPM quota",
+        "peak quota TPM, % of TPM quota",
+        "throttled minutes",
+    )
+    for name in headers:
         table.add_column(name, justify="left" if name in ("region", "endpoint") else "right")
     for region, endpoint, p90, peak, util_p90, util_max, throttled in rows:
         table.add_row(region, endpoint, number(p90), number(peak), percent(util_p90), percent(util_max), str(throttled))

@@ -70,7 +70,9 @@ def webserver(tmp_path):
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"dagster-webserver did not start: {process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(
+                    f"dagster-webserver did not start: {process.stderr.read().decode()[-2000:]}"
+                ) from None
             time.sleep(0.5)
     yield url
     process.terminate()
@@ -90,9 +92,7 @@ def test_webserver_lists_assets_checks_and_schedules(webserver):
     assert assets["metric_points"]["groupName"] == "extract"
     assert assets["window_stats"]["groupName"] == "models"
     assert assets["reports"]["groupName"] == "report"
-    checks = {
-        check["name"] for node in nodes for check in (node["assetChecksOrError"] or {}).get("checks", [])
-    }
+    checks = {check["name"] for node in nodes for check in (node["assetChecksOrError"] or {}).get("checks", [])}
     assert "no_duplicate_points" in checks
     schedules = {
         schedule["name"]

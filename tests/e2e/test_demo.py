@@ -93,7 +93,7 @@ def test_headroom_shows_for_every_endpoint_that_has_a_quota(demo):
 
 
 def test_the_headroom_check_fires_on_the_throttled_endpoint_and_no_other(demo):
-    root, env, _ = demo
+    root, _env, _ = demo
     from pipelines.quotas.checks import check_tpm_headroom
 
     with _connect(root) as connection:
@@ -139,7 +139,7 @@ def test_every_demo_report_renders_in_chromium_without_errors(demo):
     root, _, _ = demo
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    pages = sorted((root / "reports").glob("*/*.html")) + [root / "reports" / "index.html"]
+    pages = [*sorted((root / "reports").glob("*/*.html")), root / "reports" / "index.html"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),

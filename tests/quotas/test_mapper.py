@@ -149,9 +149,7 @@ def test_input_and_output_tpm_quotas_map_separately() -> None:
         [
             quota("L-0A000001", "Bedrock Mantle input tokens per minute for Anthropic Claude Opus 4.7"),
             quota("L-0A000002", "Bedrock Mantle output tokens per minute for Anthropic Claude Opus 4.7"),
-            quota(
-                "L-5DB28B7B", "Cross-region model inference tokens per minute for Anthropic Claude Opus 4.7"
-            ),
+            quota("L-5DB28B7B", "Cross-region model inference tokens per minute for Anthropic Claude Opus 4.7"),
         ],
         [model("anthropic.claude-opus-4-7", "Claude Opus 4.7", "Anthropic")],
     )
@@ -212,9 +210,7 @@ def test_claude_3_5_sonnet_v1_and_v2_keep_their_own_quotas(mapped: list[QuotaMap
 def test_v1_quota_names_never_reach_a_v2_only_listing() -> None:
     rows = map_quotas(
         [
-            quota(
-                "L-A50569E5", "On-demand model inference tokens per minute for Anthropic Claude 3.5 Sonnet"
-            ),
+            quota("L-A50569E5", "On-demand model inference tokens per minute for Anthropic Claude 3.5 Sonnet"),
             quota(
                 "L-E7D41161",
                 "Model invocation max tokens per day for Anthropic Claude 3.5 Sonnet V1 "
@@ -236,9 +232,7 @@ def test_1m_context_quotas_never_map_to_the_plain_model(mapped: list[QuotaMappin
     assert {item.candidates for item in left.values()} == {(SONNET_45,)}
 
 
-def test_1m_context_quotas_map_to_a_model_id_carrying_the_variant(
-    quotas: list[dict], models: list[dict]
-) -> None:
+def test_1m_context_quotas_map_to_a_model_id_carrying_the_variant(quotas: list[dict], models: list[dict]) -> None:
     long_id = f"{SONNET_45}:1m"  # hypothetical id of the long-context variant
     rows = map_quotas(quotas, [*models, model(long_id, "Claude Sonnet 4.5", "Anthropic")])
     found, rule = codes(rows), rules(rows)
@@ -291,9 +285,7 @@ def test_llama_versions_and_sizes_keep_their_own_quotas(mapped: list[QuotaMappin
 def test_case_and_wording_variants_map_like_the_usual_names(models: list[dict]) -> None:
     rows = map_quotas(
         [
-            quota(
-                "L-F4DDD3EB", "Cross-Region InvokeModel tokens per minute for Anthropic Claude Sonnet 4.5 V1"
-            ),
+            quota("L-F4DDD3EB", "Cross-Region InvokeModel tokens per minute for Anthropic Claude Sonnet 4.5 V1"),
             quota(
                 "L-4A6BFAB1",
                 "cross region model inference requests per minute for Anthropic Claude Sonnet 4.5 V1",
@@ -376,9 +368,7 @@ def test_two_quotas_claiming_one_endpoint_are_both_unresolved(models: list[dict]
 
 
 def test_name_without_scope_is_unresolved_with_its_candidate(models: list[dict]) -> None:
-    rows = map_quotas(
-        [quota("L-0A000004", "InvokeModel requests per minute for Anthropic Claude 3 Haiku")], models
-    )
+    rows = map_quotas([quota("L-0A000004", "InvokeModel requests per minute for Anthropic Claude 3 Haiku")], models)
     assert list(rows) == []
     (item,) = rows.unresolved
     assert (item.reason, item.candidates, item.quota_type) == ("no-scope", (HAIKU_3,), "rpm")
@@ -410,9 +400,7 @@ def test_profiles_with_several_geographic_prefixes_give_one_row_per_prefix(
     assert {row.endpoint for row in rows if row.model_id == NOVA_LITE} == {"apac", "base"}
 
 
-def test_without_profiles_geo_stands_for_every_geographic_prefix(
-    quotas: list[dict], models: list[dict]
-) -> None:
+def test_without_profiles_geo_stands_for_every_geographic_prefix(quotas: list[dict], models: list[dict]) -> None:
     rows = map_quotas(quotas, models)
     assert {row.endpoint for row in rows} == {"base", "geo", "global"}
     assert codes(rows)[(SONNET_45, "geo", "tpm")] == "L-F4DDD3EB"
@@ -455,9 +443,7 @@ def test_custom_deployment_quotas_only_when_asked(
 
 def test_override_pins_a_code_and_wins_over_the_rules(quotas, models, profiles) -> None:
     rows = map_quotas(quotas, models, profiles, [OverrideRule(NOVA_LITE, "us", "tpm", "L-DC7FF66C")])
-    row = next(
-        row for row in rows if (row.model_id, row.endpoint, row.quota_type) == (NOVA_LITE, "us", "tpm")
-    )
+    row = next(row for row in rows if (row.model_id, row.endpoint, row.quota_type) == (NOVA_LITE, "us", "tpm"))
     assert (row.quota_code, row.rule) == ("L-DC7FF66C", "override")
     assert row.quota_name == "Cross-region model inference tokens per minute for Amazon Nova Micro"
 
@@ -472,9 +458,7 @@ def test_override_with_none_suppresses_a_row(quotas, models, profiles) -> None:
 def test_override_for_geo_covers_every_prefix(quotas, models, tokyo_profiles) -> None:
     rows = map_quotas(quotas, models, tokyo_profiles, [OverrideRule(SONNET_45, "geo", "rpm", None)])
     assert not [
-        row
-        for row in rows
-        if row.model_id == SONNET_45 and row.quota_type == "rpm" and row.endpoint != "global"
+        row for row in rows if row.model_id == SONNET_45 and row.quota_type == "rpm" and row.endpoint != "global"
     ]
 
 
@@ -554,9 +538,7 @@ def test_parsed_overrides_keep_file_order() -> None:
             {"model_id": NOVA_LITE, "endpoint": "geo", "quota_type": "rpm", "quota_code": "L-89F8391A"},
         ]
     )
-    rows = map_quotas(
-        listing("us-east-1-quotas.json", "Quotas"), [model(NOVA_LITE, "Nova Lite")], None, rules_in
-    )
+    rows = map_quotas(listing("us-east-1-quotas.json", "Quotas"), [model(NOVA_LITE, "Nova Lite")], None, rules_in)
     # The later entry wins.
     assert codes(rows)[(NOVA_LITE, "geo", "rpm")] == "L-89F8391A"
 
@@ -654,9 +636,7 @@ def test_match_command_applies_the_overrides_file(tmp_path: Path) -> None:
 
 def test_match_command_turns_a_bad_overrides_file_into_one_sentence(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "quota-overrides.yaml").write_text(
-        "- model_id: x\n  endpoint: base\n  quota_type: tokens\n"
-    )
+    (tmp_path / "data" / "quota-overrides.yaml").write_text("- model_id: x\n  endpoint: base\n  quota_type: tokens\n")
     with pytest.raises(QuotaInputError, match="field 'quota_type' must be one of"):
         run(tmp_path, FIXTURES / "us-east-1-quotas.json", FIXTURES / "us-east-1-models.json")
 

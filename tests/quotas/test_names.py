@@ -91,8 +91,7 @@ REAL_NAMES = [
         False,
     ),
     (
-        "Global cross-region model inference tokens per day for Anthropic Claude Sonnet 4.5 V1 "
-        "1M Context Length",
+        "Global cross-region model inference tokens per day for Anthropic Claude Sonnet 4.5 V1 1M Context Length",
         "global-cross-region",
         "tpd",
         "Anthropic Claude Sonnet 4.5",
@@ -101,8 +100,7 @@ REAL_NAMES = [
         False,
     ),
     (
-        "(Model customization) Sum of on demand custom model deployment tokens per minute for "
-        "Amazon Nova Lite",
+        "(Model customization) Sum of on demand custom model deployment tokens per minute for Amazon Nova Lite",
         "custom-deployment",
         "tpm",
         "Amazon Nova Lite",
@@ -111,8 +109,7 @@ REAL_NAMES = [
         False,
     ),
     (
-        "(Model customization) Sum of on demand custom model deployment tokens per day for "
-        "Meta Llama 3.3 70B Instruct",
+        "(Model customization) Sum of on demand custom model deployment tokens per day for Meta Llama 3.3 70B Instruct",
         "custom-deployment",
         "tpd",
         "Meta Llama 3.3 70B Instruct",
@@ -291,8 +288,7 @@ def test_daily_quota_without_the_doubled_note_says_so() -> None:
         "Sum of in-progress and submitted batch inference jobs using a base model for Claude 3.5 Sonnet",
         "Model units per provisioned model for Anthropic Claude Instant V1 100K",
         "(Model customization) Scheduled customization jobs",
-        "(Model customization) Sum of training and validation records for a Meta Llama 2 70B v1 "
-        "Fine-tuning job",
+        "(Model customization) Sum of training and validation records for a Meta Llama 2 70B v1 Fine-tuning job",
         "(Knowledge Bases) Retrieve requests per second",
         "(Guardrails) On-demand ApplyGuardrail requests per second",
         "Throttle rate limit for InvokeDataAutomationAsync",
@@ -328,13 +324,10 @@ def test_context_variants_compare_in_thousands_of_tokens(variant: str, thousands
 
 def test_context_variant_of_a_parsed_name_is_in_thousands() -> None:
     parsed = parse_quota_name(
-        "Global cross-region model inference requests per minute for Anthropic Claude Sonnet 4.5 V1 "
-        "1M Context Length"
+        "Global cross-region model inference requests per minute for Anthropic Claude Sonnet 4.5 V1 1M Context Length"
     )
     assert parsed.context_thousands == 1000
     assert (
-        parse_quota_name(
-            "Cross-region model inference tokens per minute for Amazon Nova Lite"
-        ).context_thousands
+        parse_quota_name("Cross-region model inference tokens per minute for Amazon Nova Lite").context_thousands
         is None
     )

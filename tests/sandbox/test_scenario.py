@@ -53,17 +53,14 @@ def test_demo_lists_the_real_models_and_their_siblings(demo):
     assert models[LLAMA_33].provider_name == "Meta"
     # The quota mapper needs siblings to tell apart: Sonnet 4 beside Sonnet 4.5, Nova 2 Lite beside Nova Lite.
     assert {"anthropic.claude-sonnet-4-20250514-v1:0", "amazon.nova-2-lite-v1:0"} <= set(models)
-    assert (
-        models[SONNET_45].model_arn("us-west-2") == f"arn:aws:bedrock:us-west-2::foundation-model/{SONNET_45}"
-    )
+    assert models[SONNET_45].model_arn("us-west-2") == f"arn:aws:bedrock:us-west-2::foundation-model/{SONNET_45}"
     assert demo.burndown[SONNET_45] == 5
     assert demo.burndown[NOVA_LITE] == 1
 
 
 def test_on_demand_only_where_aws_offers_it(demo):
     nova_pro = {
-        r: next(m for m in demo.foundation_models[r] if m.model_id == "amazon.nova-pro-v1:0")
-        for r in demo.regions
+        r: next(m for m in demo.foundation_models[r] if m.model_id == "amazon.nova-pro-v1:0") for r in demo.regions
     }
     assert "ON_DEMAND" in nova_pro["us-east-1"].inference_types
     assert "ON_DEMAND" not in nova_pro["us-west-2"].inference_types
@@ -126,11 +123,7 @@ def test_demo_quotas_use_aws_names_and_codes(demo):
     for code, name in expected.items():
         assert quotas[code].quota_name == name
     sonnet_tpm = quotas["L-F4DDD3EB"]
-    assert (
-        sonnet_tpm.applied_value == 800000
-        and sonnet_tpm.default_value == 200000
-        and sonnet_tpm.value == 800000
-    )
+    assert sonnet_tpm.applied_value == 800000 and sonnet_tpm.default_value == 200000 and sonnet_tpm.value == 800000
     assert sonnet_tpm.arn == f"arn:aws:servicequotas:us-east-1:{demo.account_id}:bedrock/L-F4DDD3EB"
     assert demo.quota("us-west-2", "L-F4DDD3EB").applied_value is None
     assert sum(q.applied_value is not None for q in quotas.values()) >= 3

@@ -224,12 +224,8 @@ def test_endpoint_totals_match_the_series_metrics(demo, traffic):
     start, stop = traffic.anchor_minute - DAY, traffic.anchor_minute
     em = traffic.endpoint_minutes("us-east-1", SONNET_US, start, stop)
     series = [s for s in traffic.series("us-east-1") if s.endpoint_id == SONNET_US]
-    quota = sum(
-        traffic.minutes("us-east-1", s.model_id, "EstimatedTPMQuotaUsage", start, stop).sum for s in series
-    )
-    throttles = sum(
-        traffic.minutes("us-east-1", s.model_id, "InvocationThrottles", start, stop).sum for s in series
-    )
+    quota = sum(traffic.minutes("us-east-1", s.model_id, "EstimatedTPMQuotaUsage", start, stop).sum for s in series)
+    throttles = sum(traffic.minutes("us-east-1", s.model_id, "InvocationThrottles", start, stop).sum for s in series)
     np.testing.assert_allclose(em.quota_tokens, quota)
     np.testing.assert_array_equal(em.throttles, throttles)
 
@@ -254,12 +250,8 @@ def test_every_series_of_a_throttled_endpoint_keeps_the_same_fraction(demo, traf
     tuesday_burst = traffic.anchor_minute - 3 * DAY + 14 * 60  # the anchor is a Friday
     start, stop = tuesday_burst, tuesday_burst + 25
     series = [s.model_id for s in traffic.series("us-east-1") if s.endpoint_id == SONNET_US]
-    throttles = np.array(
-        [traffic.minutes("us-east-1", m, "InvocationThrottles", start, stop).sum for m in series]
-    )
-    demand = np.array(
-        [traffic.minutes("us-east-1", m, "InvocationThrottles", start, stop).count for m in series]
-    )
+    throttles = np.array([traffic.minutes("us-east-1", m, "InvocationThrottles", start, stop).sum for m in series])
+    demand = np.array([traffic.minutes("us-east-1", m, "InvocationThrottles", start, stop).count for m in series])
     accepted = demand - throttles
     assert throttles.sum() > 0
     # accepted = floor(demand x f) with one f per minute for all series: some f fits every series at once.
@@ -296,9 +288,7 @@ def test_idle_profile_is_last_seen_more_than_two_weeks_before_the_anchor(demo, t
     last = traffic.last_active_minute("us-east-1", legacy, traffic.anchor_minute + 5 * DAY)
     assert last is not None and last < traffic.anchor_minute - 14 * DAY
     assert traffic.minutes("us-east-1", legacy, "Invocations", last, last + 1).count[0] > 0
-    assert not traffic.minutes(
-        "us-east-1", legacy, "Invocations", last + 1, traffic.anchor_minute
-    ).count.any()
+    assert not traffic.minutes("us-east-1", legacy, "Invocations", last + 1, traffic.anchor_minute).count.any()
     busy = app_id(demo, "us-east-1", "ticket-triage")
     assert traffic.last_active_minute("us-east-1", busy, traffic.anchor_minute) == traffic.anchor_minute - 1
     assert traffic.last_active_minute("us-east-1", busy, traffic.history_start_minute) is None
@@ -316,9 +306,7 @@ def test_profile_started_mid_history(demo, traffic):
 
 def test_traffic_continues_after_the_anchor(demo, traffic):
     model = app_id(demo, "us-east-1", "ticket-triage")
-    future = traffic.minutes(
-        "us-east-1", model, "Invocations", traffic.anchor_minute, traffic.anchor_minute + DAY
-    )
+    future = traffic.minutes("us-east-1", model, "Invocations", traffic.anchor_minute, traffic.anchor_minute + DAY)
     assert future.count.sum() > 10_000
 
 
