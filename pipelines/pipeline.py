@@ -248,7 +248,11 @@ def print_summary(console, rows: Sequence[tuple], index: Path | None) -> None:
         "throttled minutes",
     )
     for name in headers:
-        table.add_column(name, justify="left" if name in ("region", "endpoint") else "right")
+        if name in ("region", "endpoint"):
+            # Ids must stay whole: users copy them into `buw analyze -m` and SQL.
+            table.add_column(name, no_wrap=True)
+        else:
+            table.add_column(name, justify="right", max_width=14)
     for region, endpoint, p90, peak, util_p90, util_max, throttled in rows:
         table.add_row(region, endpoint, number(p90), number(peak), percent(util_p90), percent(util_max), str(throttled))
     console.print(table)
