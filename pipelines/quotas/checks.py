@@ -14,6 +14,8 @@ the endpoints with traffic but no quota of the type (their headroom cannot be kn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from pipelines.checks_sql import CheckOutcome
 
 CHECK_WINDOW = "1d"
 P90_THRESHOLD = 0.8
+# The quota types with a headroom check, in the order the checks and the report list them.
+HEADROOM_QUOTA_TYPES = ("tpm", "rpm", "tpd")
 
 _LABELS = {"tpm": "TPM", "rpm": "RPM", "tpd": "TPD"}
 
@@ -52,16 +56,42 @@ def check_tpd_headroom(
     return headroom_check(connection, "tpd")
 
 
-def headroom_check(
+@dataclass(frozen=True)
+class EndpointHeadroom:
+    """One endpoint's headroom for one quota type over the check window, as ``quota_headroom`` holds it.
+
+    ``flagged`` is the checks' verdict for the endpoint: p90 utilisation above the threshold, or at the quota in
+    some minute (some day, for tpd). Utilisations are fractions (0.8 = 80 %); ``throttled_minutes`` is None for
+    tpd.
+    """
+
+    region: str
+    endpoint: str
+    quota_type: str
+    window: str
+    quota_code: str
+    quota_value: float
+    p90: float | None
+    max: float | None
+    utilisation_p90: float | None
+    utilisation_max: float | None
+    minutes_over_80: int
+    minutes_over_100: int
+    minutes_at_quota: int
+    throttled_minutes: int | None
+    active_points: int
+    flagged: bool
+
+
+def endpoint_headroom(
     connection: duckdb.DuckDBPyConnection,
     quota_type: str,
     *,
     window: str = CHECK_WINDOW,
     p90_threshold: float = P90_THRESHOLD,
-) -> CheckOutcome:
-    """The headroom verdict for one quota type over one window of ``quota_headroom``.
-
-    For tpd the 1d window holds one rolling day, so its p90 is that day's total: the check fails at 80 %.
+) -> list[EndpointHeadroom]:
+    """Every endpoint with traffic in ``window`` and a quota of ``quota_type``, worst first, each with the
+    check's verdict (``flagged``). The one place the warning rule lives: the checks and the report both use it.
     """
     rows = connection.execute(
         """
@@ -85,38 +115,86 @@ def headroom_check(
         """,
         {"quota_type": quota_type, "window": window},
     ).fetchall()
+    return [
+        EndpointHeadroom(
+            region=region,
+            endpoint=endpoint,
+            quota_type=quota_type,
+            window=window,
+            quota_code=code,
+            quota_value=value,
+            p90=p90,
+            max=peak,
+            utilisation_p90=utilisation_p90,
+            utilisation_max=utilisation_max,
+            minutes_over_80=over_80,
+            minutes_over_100=over_100,
+            minutes_at_quota=at_quota,
+            throttled_minutes=throttled,
+            active_points=active,
+            flagged=(utilisation_p90 is not None and utilisation_p90 > p90_threshold) or at_quota > 0,
+        )
+        for (
+            region,
+            endpoint,
+            code,
+            value,
+            p90,
+            peak,
+            utilisation_p90,
+            utilisation_max,
+            over_80,
+            over_100,
+            at_quota,
+            throttled,
+            active,
+        ) in rows
+    ]
+
+
+def flagged_endpoints(
+    connection: duckdb.DuckDBPyConnection, quota_types: Sequence[str] = HEADROOM_QUOTA_TYPES
+) -> list[EndpointHeadroom]:
+    """What the headroom checks warn about: every (endpoint, quota type) they flag, in ``quota_types`` order and
+    worst first within a type."""
+    return [
+        numbers
+        for quota_type in quota_types
+        for numbers in endpoint_headroom(connection, quota_type)
+        if numbers.flagged
+    ]
+
+
+def headroom_check(
+    connection: duckdb.DuckDBPyConnection,
+    quota_type: str,
+    *,
+    window: str = CHECK_WINDOW,
+    p90_threshold: float = P90_THRESHOLD,
+) -> CheckOutcome:
+    """The headroom verdict for one quota type over one window of ``quota_headroom``.
+
+    For tpd the 1d window holds one rolling day, so its p90 is that day's total: the check fails at 80 %.
+    """
+    checked = endpoint_headroom(connection, quota_type, window=window, p90_threshold=p90_threshold)
     endpoints: dict[str, dict[str, Any]] = {}
     failing: list[str] = []
-    for (
-        region,
-        endpoint,
-        code,
-        value,
-        p90,
-        peak,
-        utilisation_p90,
-        utilisation_max,
-        over_80,
-        over_100,
-        at_quota,
-        throttled,
-        active,
-    ) in rows:
-        key = f"{region} {endpoint}"
+    for numbers in checked:
+        key = f"{numbers.region} {numbers.endpoint}"
         endpoints[key] = {
-            "quota_code": code,
-            "quota_value": value,
-            "p90": _round(p90),
-            "max": _round(peak),
-            "utilisation_p90_pct": _pct(utilisation_p90),
-            "utilisation_max_pct": _pct(utilisation_max),
-            "minutes_over_80": over_80,
-            "minutes_over_100": over_100,
-            "minutes_at_quota": at_quota,
-            "throttled_minutes": throttled,
-            "active_points": active,
+            "quota_code": numbers.quota_code,
+            "quota_value": numbers.quota_value,
+            "p90": _round(numbers.p90),
+            "max": _round(numbers.max),
+            "utilisation_p90_pct": _pct(numbers.utilisation_p90),
+            "utilisation_max_pct": _pct(numbers.utilisation_max),
+            "minutes_over_80": numbers.minutes_over_80,
+            "minutes_over_100": numbers.minutes_over_100,
+            "minutes_at_quota": numbers.minutes_at_quota,
+            "throttled_minutes": numbers.throttled_minutes,
+            "active_points": numbers.active_points,
         }
-        if (utilisation_p90 is not None and utilisation_p90 > p90_threshold) or at_quota > 0:
+        if numbers.flagged:
             failing.append(key)
     label = _LABELS.get(quota_type, quota_type)
     unit = "days" if quota_type == "tpd" else "minutes"
