@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +33,8 @@ from typing import Any
 
 import duckdb
 import numpy as np
+
+from pipelines.quotas.checks import CHECK_WINDOW, P90_THRESHOLD, EndpointHeadroom, flagged_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,8 @@ REQUIRED_MARTS = (
     "throttle_attribution",
 )
 OPTIONAL_MARTS = ("quota_map", "quota_headroom")
+# quota_headroom columns the quota cards and the alerts read; a mart built before they existed is refused.
+HEADROOM_COLUMNS = frozenset({"minutes_at_quota", "throttled_minutes", "active_points", "utilisation_p90"})
 
 # Line colours: the aggregate is near-black, quota lines are red, so the profile palette has no red in it.
 AGGREGATE_COLOR = "#222222"
@@ -268,7 +272,16 @@ def _check_marts(connection: duckdb.DuckDBPyConnection) -> dict[str, bool]:
             f"The warehouse has no {', '.join(missing)} mart{'s' if len(missing) > 1 else ''}; "
             "run the models first (buw run, or materialise the models group in Dagster)."
         )
-    return {name: _has_relation(connection, name) for name in OPTIONAL_MARTS}
+    optional = {name: _has_relation(connection, name) for name in OPTIONAL_MARTS}
+    if optional["quota_headroom"]:
+        lacking = sorted(HEADROOM_COLUMNS - _columns(connection, "quota_headroom"))
+        if lacking:
+            raise ReportError(
+                f"The quota_headroom mart has no {', '.join(lacking)} column{'s' if len(lacking) > 1 else ''}; "
+                "it was built by an older version: rebuild the models (buw run, or materialise the models group "
+                "in Dagster)."
+            )
+    return optional
 
 
 def _check_as_of(connection: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
@@ -474,7 +487,9 @@ def _quotas(connection: duckdb.DuckDBPyConnection, context: _Context, optional: 
         headroom = _rows(
             connection,
             """
-            select quota_type, quota_code, quota_value, "window", p90, "max", minutes_over_80, minutes_over_100
+            select
+                quota_type, quota_code, quota_value, "window", p90, "max", minutes_over_80, minutes_over_100,
+                minutes_at_quota, throttled_minutes
             from quota_headroom where region = ? and endpoint = ?
             order by quota_type, quota_code, "window"
             """,
@@ -522,6 +537,8 @@ def _quotas(connection: duckdb.DuckDBPyConnection, context: _Context, optional: 
                     "utilisation_max_pct": _pct(row["max"], value),
                     "minutes_over_80": _num(row["minutes_over_80"], 0),
                     "minutes_over_100": _num(row["minutes_over_100"], 0),
+                    "minutes_at_quota": _num(row["minutes_at_quota"], 0),
+                    "throttled_minutes": _num(row["throttled_minutes"], 0),
                 }
             )
         cards.append(
@@ -541,6 +558,56 @@ def _quotas(connection: duckdb.DuckDBPyConnection, context: _Context, optional: 
         "headroom_available": optional["quota_headroom"],
         "map_available": optional["quota_map"],
         "cards": cards,
+    }
+
+
+Alerts = dict[tuple[str, str], list[EndpointHeadroom]]
+
+
+def _headroom_alerts(connection: duckdb.DuckDBPyConnection, optional: Mapping[str, bool]) -> Alerts | None:
+    """What the headroom asset checks warn about, per (region, endpoint); None without a quota_headroom mart.
+
+    The verdict is the checks' own (:func:`pipelines.quotas.checks.flagged_endpoints`), so the report and the
+    Dagster UI can never disagree about which endpoint is flagged.
+    """
+    if not optional["quota_headroom"]:
+        return None
+    alerts: Alerts = {}
+    for numbers in flagged_endpoints(connection):
+        alerts.setdefault((numbers.region, numbers.endpoint), []).append(numbers)
+    return alerts
+
+
+def _alerts(context: _Context, alerts: Alerts | None, quotas: Mapping[str, Any]) -> dict[str, Any]:
+    names = {card["quota_code"]: card["quota_name"] for card in quotas["cards"] if card["quota_code"]}
+    flagged = [
+        {
+            "quota_type": numbers.quota_type,
+            "label": QUOTA_LABELS.get(numbers.quota_type, numbers.quota_type),
+            # The asset check's name on quota_headroom in the Dagster UI (pipelines/assets/models.py).
+            "check": f"{numbers.quota_type}_headroom",
+            "window": numbers.window,
+            "quota_code": numbers.quota_code,
+            "quota_name": names.get(numbers.quota_code),
+            "quota_value": _num(numbers.quota_value, 0),
+            "p90": _num(numbers.p90),
+            "max": _num(numbers.max),
+            "utilisation_p90_pct": None if numbers.utilisation_p90 is None else _num(100 * numbers.utilisation_p90),
+            "utilisation_max_pct": None if numbers.utilisation_max is None else _num(100 * numbers.utilisation_max),
+            "minutes_over_80": _num(numbers.minutes_over_80, 0),
+            "minutes_over_100": _num(numbers.minutes_over_100, 0),
+            "minutes_at_quota": _num(numbers.minutes_at_quota, 0),
+            "throttled_minutes": _num(numbers.throttled_minutes, 0),
+            # For the tokens-per-day quota the points are rolling days, not minutes.
+            "point_unit": "days" if numbers.quota_type == "tpd" else "minutes",
+        }
+        for numbers in (alerts or {}).get((context.region, context.endpoint), [])
+    ]
+    return {
+        "available": alerts is not None,
+        "window": CHECK_WINDOW,
+        "p90_threshold_pct": _num(100 * P90_THRESHOLD),
+        "flagged": flagged,
     }
 
 
@@ -797,6 +864,8 @@ def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "tpd_utilisation_max_pct": tpd["utilisation_max_pct"],
         "throttled_minutes": throttles["throttled_minutes"],
         "utilisation_max_pct": max(utilisations) if utilisations else None,
+        "alert": bool(report["alerts"]["flagged"]),
+        "alerts": report["alerts"]["flagged"],
     }
 
 
@@ -1077,8 +1146,11 @@ def _report_tables(
     endpoint: str,
     as_of: datetime,
     account_id: str | None,
+    alerts: Alerts | None = None,
 ) -> tuple[_Context, dict[str, Any]]:
     optional = _check_marts(connection)
+    if alerts is None:
+        alerts = _headroom_alerts(connection, optional)
     context = _context(connection, region, endpoint, as_of)
     if not context.series:
         raise ReportError(
@@ -1087,11 +1159,13 @@ def _report_tables(
         )
     _check_as_of(connection, context.as_of_ms)
     stats = _stats(connection, context)
+    quotas = _quotas(connection, context, optional)
     report: dict[str, Any] = {
         "schema": "buw.report/1",
         "header": _header(connection, context, account_id),
+        "alerts": _alerts(context, alerts, quotas),
         "series": _series_list(context),
-        "quotas": _quotas(connection, context, optional),
+        "quotas": quotas,
         "stats": stats,
         "output_burndown": _output_burndown(connection, context),
         "tags": _tags(connection, context),
@@ -1129,7 +1203,12 @@ def build_report_data(
 def build_index_data(
     reports: Sequence[Mapping[str, Any]], as_of: datetime, account_id: str | None, links: Sequence[str]
 ) -> dict[str, Any]:
-    """The index document: one row per report (its summary and a relative link), highest utilisation first."""
+    """The index document: one row per report (its summary and a relative link); endpoints the headroom checks
+    flag first, then by highest utilisation. Without ``account_id`` the reports' own account is used when they
+    all name the same one."""
+    if account_id is None:
+        accounts = {report["header"]["account_id"] for report in reports} - {None}
+        account_id = accounts.pop() if len(accounts) == 1 else None
     rows = []
     for report, link in zip(reports, links, strict=True):
         rows.append(
@@ -1143,6 +1222,7 @@ def build_index_data(
         )
     rows.sort(
         key=lambda row: (
+            not row["alert"],
             row["utilisation_max_pct"] is None,
             -(row["utilisation_max_pct"] or 0),
             -(row["tpm_max"] or 0),
@@ -1155,6 +1235,8 @@ def build_index_data(
         "account_id": account_id,
         "as_of": _iso(_ms(_utc(as_of))),
         "window": SUMMARY_WINDOW,
+        "alert_window": CHECK_WINDOW,
+        "endpoints_flagged": sum(1 for row in rows if row["alert"]),
         "endpoints": rows,
     }
 
@@ -1460,15 +1542,30 @@ def render_index_html(index: Mapping[str, Any]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> int:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    The file is created with mode 0o666 less the process umask (0644 under the usual 022), like any file a shell
+    writes, so a web server or a colleague can read the reports; ``tempfile.mkstemp`` would make it 0600.
+    Creating it with that mode lets the kernel apply the umask, which cannot be read without changing it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _attempt in range(100):
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            handle = os.open(temporary, flags, 0o666)
+        except FileExistsError:
+            continue
+        break
+    else:
+        raise FileExistsError(f"no free temporary name beside {path}")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return len(data)
 
@@ -1496,7 +1593,7 @@ def render_reports(
     coarser series). ``account_id`` defaults to the marts' own account_id column when they carry one.
     """
     floor = _chart_floor(chart_granularity)
-    _check_marts(connection)
+    alerts = _headroom_alerts(connection, _check_marts(connection))
     out_dir = Path(out_dir)
     as_of = _utc(as_of)
     known = connection.execute("select distinct region, endpoint from endpoints order by region, endpoint").fetchall()
@@ -1517,7 +1614,7 @@ def render_reports(
     reports: list[dict[str, Any]] = []
     links: list[str] = []
     for region, endpoint in pairs:
-        context, tables = _report_tables(connection, region, endpoint, as_of, account_id)
+        context, tables = _report_tables(connection, region, endpoint, as_of, account_id, alerts)
         tried: list[dict[str, int]] = []
         for level in range(len(CHART_BUCKET_LADDER)):
             if _chart_buckets(level, floor) in tried:

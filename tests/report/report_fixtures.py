@@ -352,9 +352,10 @@ def build_warehouse(
                 ) as q(quota_type, quota_code, quota_value)
             ),
             usage as (
-                select region, endpoint, ts, 'tpm' as quota_type, quota_tpm as value from endpoint_minute
-                union all select region, endpoint, ts, 'rpm', rpm from endpoint_minute
-                union all select region, endpoint, day_end - interval 1 minute, 'tpd', tokens
+                select region, endpoint, ts, 'tpm' as quota_type, quota_tpm as value, throttles
+                    from endpoint_minute
+                union all select region, endpoint, ts, 'rpm', rpm, throttles from endpoint_minute
+                union all select region, endpoint, day_end - interval 1 minute, 'tpd', tokens, null
                     from tpd_daily where series_id = '*'
             )
             select
@@ -362,8 +363,15 @@ def build_warehouse(
                 quantile_cont(u.value, 0.9) as p90, max(u.value) as "max",
                 quantile_cont(u.value, 0.9) / q.quota_value as utilisation_p90,
                 max(u.value) / q.quota_value as utilisation_max,
-                count(*) filter (where u.value > 0.8 * q.quota_value) as minutes_over_80,
-                count(*) filter (where u.value > q.quota_value) as minutes_over_100,
+                count(*) filter (where u.value >= 0.8 * q.quota_value) as minutes_over_80,
+                count(*) filter (where u.value >= q.quota_value) as minutes_over_100,
+                -- As the real mart: at 100 %, or throttled while at 80 % or more (tpd: days at 100 %).
+                count(*) filter (
+                    where u.value >= q.quota_value or (u.throttles > 0 and u.value >= 0.8 * q.quota_value)
+                ) as minutes_at_quota,
+                case when q.quota_type <> 'tpd' then count(*) filter (where u.throttles > 0) end
+                    as throttled_minutes,
+                count(*) as active_points,
             from usage as u
             join quotas as q using (quota_type)
             join windows as w on u.ts >= ?::timestamp - w.minutes * interval 1 minute and u.ts < ?::timestamp

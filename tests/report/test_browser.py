@@ -104,3 +104,32 @@ def test_charts_show_the_quota_lines_and_every_profile(browser, rendered):
         page.locator("#charts").screenshot(path=str(ARTIFACTS / "report-charts.png"))
     finally:
         page.close()
+
+
+def test_the_alert_is_visible_right_under_the_header(browser, rendered):
+    _out, files = rendered
+    file = next(file for file in files if file.endpoint == GEO)
+    page, problems = open_report(browser, file.html_path)
+    try:
+        assert problems == []
+        alert = page.locator("#alert")
+        assert alert.is_visible()
+        header, box, quotas = (page.locator(selector).bounding_box() for selector in ("#header", "#alert", "#quotas"))
+        # Within the first screen, between the header and the quota cards.
+        assert header["y"] + header["height"] <= box["y"] < quotas["y"] and box["y"] < 1000
+        assert "TPM quota L-TEST0001" in alert.inner_text()
+        # Drawn as an alert: the red left border stands out from the page.
+        assert page.eval_on_selector("#alert", "n => getComputedStyle(n).borderLeftColor") == "rgb(198, 40, 40)"
+        ARTIFACTS.mkdir(exist_ok=True)
+        alert.screenshot(path=str(ARTIFACTS / "report-alert.png"))
+    finally:
+        page.close()
+    index = next(file for file in files if file.kind == "index")
+    page, problems = open_report(browser, index.html_path)
+    try:
+        assert problems == []
+        badges = page.locator("#endpoints tbody tr .badge").all_text_contents()
+        assert badges == ["TPM", "RPM"]
+        assert page.locator("#endpoints tbody tr").first.get_attribute("data-endpoint") == GEO
+    finally:
+        page.close()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
+import shutil
+import stat
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,6 +17,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
 from pipelines.report import (
     MAX_CHART_SERIES,
     MAX_HTML_BYTES,
@@ -29,6 +33,7 @@ from .report_fixtures import (
     AS_OF,
     BASE,
     BIG,
+    EU_GEO,
     EVIL_TAG,
     GEO,
     RPM_QUOTA,
@@ -243,19 +248,125 @@ def test_quota_cards_show_headroom_or_say_no_quota_found(rendered):
     assert report_of(files, BASE).html_path.read_text(encoding="utf-8").count("no quota found") == 3
 
 
-def test_quota_card_tables_match_the_json(rendered):
+def test_quota_card_tables_and_the_alert_match_the_json(rendered):
     _out, files = rendered
     text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
-    _page, report = load(report_of(files, GEO))
+    page, report = load(report_of(files, GEO))
     for card in report["quotas"]["cards"]:
         # Each card's table is the first table after the card's opening tag.
         start = text.index(f'id="quota-{card["quota_type"]}"')
         table = Page(text[text.index("<table>", start) : text.index("</table>", start) + len("</table>")])
         rows = table.rows("anonymous-0")
         assert [attrs["data-window"] for attrs, _cells in rows] == [row["window"] for row in card["windows"]]
+        # Throttles have no meaning for a rolling day, so the TPD card has no throttled column.
+        expected = {"minutes_at_quota", "throttled_minutes"} if card["quota_type"] != "tpd" else {"minutes_at_quota"}
+        assert expected <= set(rows[0][1]) and ("throttled_minutes" in rows[0][1]) == (card["quota_type"] != "tpd")
         for (_attrs, cells), row in zip(rows, card["windows"], strict=True):
             for column, value in cells.items():
                 assert shown(value) == row[column], (card["quota_type"], row["window"], column)
+    alerts = report["alerts"]["flagged"]
+    assert alerts
+    for alert in alerts:
+        owner = f"alert-{alert['quota_type']}"
+        assert page.values[(owner, "quota_code")] == alert["quota_code"]
+        for column in ("quota_value", "p90", "utilisation_p90_pct", "utilisation_max_pct", "minutes_at_quota"):
+            assert shown(page.values[(owner, column)]) == alert[column], (owner, column)
+        if alert["throttled_minutes"] is None:
+            assert (owner, "throttled_minutes") not in page.values
+        else:
+            assert shown(page.values[(owner, "throttled_minutes")]) == alert["throttled_minutes"]
+
+
+def test_the_alert_block_tops_the_page_with_the_numbers_of_the_headroom_checks(rendered, warehouse):
+    _out, files = rendered
+    text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
+    page, report = load(report_of(files, GEO))
+    # Right after the header, before the quota cards.
+    assert "alert" in page.sections
+    assert text.index("</header>") < text.index('<section id="alert"') < text.index('<section id="quotas"')
+    alerts = {alert["quota_type"]: alert for alert in report["alerts"]["flagged"]}
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        outcomes = {
+            "tpm": check_tpm_headroom(connection),
+            "rpm": check_rpm_headroom(connection),
+            "tpd": check_tpd_headroom(connection),
+        }
+    # The fixture's endpoint reached its TPM and RPM quotas in some minutes; the day stayed under the TPD quota.
+    assert {name for name, outcome in outcomes.items() if not outcome.passed} == set(alerts) == {"tpm", "rpm"}
+    cards = {card["quota_type"]: card for card in report["quotas"]["cards"]}
+    for quota_type, alert in alerts.items():
+        checked = outcomes[quota_type].metadata
+        assert checked["failing_endpoints"] == f"us-east-1 {GEO}"
+        numbers = checked["endpoints"][f"us-east-1 {GEO}"]
+        assert alert["check"] == f"{quota_type}_headroom" and alert["window"] == checked["window"] == "1d"
+        assert (alert["quota_code"], alert["quota_value"]) == (numbers["quota_code"], numbers["quota_value"])
+        assert alert["minutes_at_quota"] == numbers["minutes_at_quota"] > 0
+        assert alert["throttled_minutes"] == numbers["throttled_minutes"] > 0
+        assert alert["utilisation_p90_pct"] == pytest.approx(numbers["utilisation_p90_pct"], abs=0.051)
+        assert alert["utilisation_max_pct"] == pytest.approx(numbers["utilisation_max_pct"], abs=0.051)
+        # The same numbers as the card's 1d row, and the quota's name from quota_map when there is one.
+        one_day = next(row for row in cards[quota_type]["windows"] if row["window"] == "1d")
+        for column in ("p90", "utilisation_p90_pct", "minutes_at_quota", "throttled_minutes"):
+            assert alert[column] == one_day[column], (quota_type, column)
+    assert "The <code>tpm_headroom</code>, <code>rpm_headroom</code> asset checks" in text
+    heading = text[text.index('<section id="alert"') :]
+    assert "Quota alert: TPM and RPM at or near their quotas over the last 1d" in heading[: heading.index("</h2>")]
+    for endpoint in (BASE, EU_GEO):
+        page, report = load(report_of(files, endpoint))
+        assert report["alerts"] == {"available": True, "window": "1d", "p90_threshold_pct": 80, "flagged": []}
+        assert "alert" not in page.sections
+        assert "Quota alert" not in report_of(files, endpoint).html_path.read_text(encoding="utf-8")
+
+
+def test_the_alert_follows_the_verdict_of_the_checks(warehouse, tmp_path):
+    copy = tmp_path / "usage.duckdb"
+    shutil.copy(warehouse, copy)
+    with duckdb.connect(str(copy)) as connection:
+        # TPM now comfortably under its quota; RPM busy at p90 but never at the quota.
+        connection.execute(
+            """
+            update quota_headroom set
+                utilisation_p90 = case quota_type when 'rpm' then 0.81 else 0.5 end,
+                minutes_at_quota = 0
+            where "window" = '1d'
+            """
+        )
+        assert check_tpm_headroom(connection).passed and not check_rpm_headroom(connection).passed
+        files = render_reports(connection, tmp_path / "out", AS_OF, select=[("us-east-1", GEO)])
+    page, report = load(files[0])
+    (alert,) = report["alerts"]["flagged"]
+    assert (alert["quota_type"], alert["utilisation_p90_pct"], alert["minutes_at_quota"]) == ("rpm", 81, 0)
+    assert shown(page.values[("alert-rpm", "utilisation_p90_pct")]) == 81
+    assert ("alert-tpm", "quota_code") not in page.values
+    _index_page, index = load(files[-1])
+    assert index["endpoints"][0]["alerts"] == [alert]
+
+
+def test_an_old_quota_headroom_without_minutes_at_quota_is_a_clear_error(warehouse, tmp_path):
+    copy = tmp_path / "usage.duckdb"
+    shutil.copy(warehouse, copy)
+    with duckdb.connect(str(copy)) as connection:
+        connection.execute("alter table quota_headroom drop column minutes_at_quota")
+        with pytest.raises(ReportError, match=r"no minutes_at_quota column.*rebuild the models"):
+            render_reports(connection, tmp_path / "out", AS_OF)
+
+
+def test_generated_files_are_readable_by_everyone_under_the_usual_umask(warehouse, tmp_path):
+    def modes(files) -> set[int]:
+        return {stat.S_IMODE(path.stat().st_mode) for file in files for path in (file.html_path, file.json_path)}
+
+    previous = os.umask(0o022)
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as connection:
+            select = [("us-east-1", BASE)]
+            files = render_reports(connection, tmp_path / "shared", AS_OF, select=select)
+            assert modes(files) == {0o644}
+            # A stricter umask is respected, also when the files are rewritten.
+            os.umask(0o077)
+            again = render_reports(connection, tmp_path / "shared", AS_OF, select=select)
+            assert modes(again) == {0o600}
+    finally:
+        os.umask(previous)
 
 
 def test_report_renders_without_the_quota_marts(tmp_path):
@@ -272,6 +383,7 @@ def test_report_renders_without_the_quota_marts(tmp_path):
     assert not any("quota (" in trace.get("name", "") for trace in figures["chart-tpm-1d"]["data"])
     index_page, index = load(files[-1])
     assert index["endpoints"][0]["tpm_quota"] is None
+    assert report["alerts"]["available"] is False and index["endpoints_flagged"] == 0
     assert index_page.rows("endpoints")[0][1]["tpm_quota"] == "no quota found"
     assert page.fields["account_id"] == "unknown"
 
@@ -430,16 +542,22 @@ def test_coverage_reports_resolution_and_the_limitations(rendered):
 def test_index_lists_every_endpoint_by_utilisation_with_links(rendered):
     out_dir, files = rendered
     page, index = load(files[-1])
-    assert index["endpoints"][0]["endpoint"] == GEO  # the only endpoint with quotas
+    assert index["endpoints"][0]["endpoint"] == GEO  # the only endpoint with quotas, and flagged
     assert index["as_of"] == "2025-06-10T12:00:00Z" and index["account_id"] == ACCOUNT_ID
+    assert (index["endpoints_flagged"], index["alert_window"]) == (1, "1d")
+    assert shown(page.values[("alert-summary", "endpoints_flagged")]) == 1
     rows = page.rows("endpoints")
     assert [attrs["data-endpoint"] for attrs, _cells in rows] == [row["endpoint"] for row in index["endpoints"]]
-    for (_attrs, cells), row in zip(rows, index["endpoints"], strict=True):
+    for (attrs, cells), row in zip(rows, index["endpoints"], strict=True):
         assert (out_dir / row["link"]).is_file()
         report = json.loads((out_dir / row["link"]).with_suffix(".json").read_text(encoding="utf-8"))
         stats_7d = {metric["metric"]: metric for metric in report["stats"][2]["metrics"]}
         assert row["tpm_p90"] == stats_7d["tpm"]["p90"] and row["rpm_max"] == stats_7d["rpm"]["max"]
         assert row["throttled_minutes"] == report["throttles"]["windows"][2]["throttled_minutes"]
+        # The alert column marks what the endpoint's page alerts on, with the same numbers in the JSON.
+        assert row["alerts"] == report["alerts"]["flagged"] and row["alert"] == bool(row["alerts"])
+        assert attrs["data-alert"] == ("true" if row["alert"] else "false")
+        assert cells.pop("alert") == " ".join(alert["label"] for alert in row["alerts"])
         for column, text in cells.items():
             if row[column] is None:
                 assert text in ("—", "no quota found")
