@@ -57,6 +57,7 @@ endpoint_keys as (
 assignments as (
     select
         series.region,
+        series.endpoint,
         series.series_id,
         endpoint_keys.tag_key,
         case
@@ -75,55 +76,111 @@ assignments as (
             and endpoint_keys.tag_key = series_tags.tag_key
 ),
 
+-- One small integer per (endpoint, tag key, tag value): the per-minute sums below group millions of rows, and
+-- grouping on an integer is much cheaper than on four strings.
+distinct_groups as (
+    select distinct
+        region,
+        endpoint,
+        tag_key,
+        tag_value
+    from assignments
+),
+
+tag_groups as (
+    select
+        region,
+        endpoint,
+        tag_key,
+        tag_value,
+        row_number() over (order by region, endpoint, tag_key, tag_value) as group_id
+    from distinct_groups
+),
+
+series_groups as (
+    select
+        assignments.region,
+        assignments.series_id,
+        tag_groups.group_id
+    from assignments
+    inner join tag_groups
+        on
+            assignments.region = tag_groups.region
+            and assignments.endpoint = tag_groups.endpoint
+            and assignments.tag_key = tag_groups.tag_key
+            and assignments.tag_value = tag_groups.tag_value
+),
+
 group_minutes as (
     select
-        usage_minute.region,
-        usage_minute.endpoint,
-        assignments.tag_key,
-        assignments.tag_value,
+        series_groups.group_id,
         usage_minute.ts,
         sum(usage_minute.tpm) as tokens,
         sum(usage_minute.quota_tpm) as quota_tokens,
         sum(usage_minute.invocations) as invocations
     from usage_minute
-    inner join assignments
+    inner join series_groups
         on
-            usage_minute.region = assignments.region
-            and usage_minute.series_id = assignments.series_id
+            usage_minute.region = series_groups.region
+            and usage_minute.series_id = series_groups.series_id
     where
         usage_minute.ts >= getvariable('as_of') - to_minutes((select horizon.minutes from horizon))
         and usage_minute.ts < getvariable('as_of')
-    group by
-        usage_minute.region,
-        usage_minute.endpoint,
-        assignments.tag_key,
-        assignments.tag_value,
-        usage_minute.ts
+    group by series_groups.group_id, usage_minute.ts
+),
+
+-- Windows are nested, so a minute belongs to every window at least as long as its age.
+window_list as (
+    select list(struct_pack("window" := "window", window_minutes := window_minutes)) as windows
+    from windows
+),
+
+group_windows as (
+    select
+        group_minutes.group_id,
+        group_minutes.tokens,
+        group_minutes.quota_tokens,
+        group_minutes.invocations,
+        -- A recursive unnest expands the struct into the columns "window" and window_minutes: no alias.
+        unnest(  -- noqa: AL03
+            list_filter(
+                (select window_list.windows from window_list),
+                lambda w: w.window_minutes >= datediff('minute', group_minutes.ts, getvariable('as_of'))
+            ),
+            recursive := true
+        )
+    from group_minutes
 ),
 
 windowed as (
     select
-        group_minutes.region,
-        group_minutes.endpoint,
-        windows."window",
-        windows.window_minutes,
-        group_minutes.tag_key,
-        group_minutes.tag_value,
-        sum(group_minutes.tokens) as tokens,
-        sum(group_minutes.quota_tokens) as quota_tokens,
-        sum(group_minutes.invocations) as invocations,
-        max(group_minutes.tokens) as peak_tpm,
+        group_id,
+        "window",
+        window_minutes,
+        sum(tokens) as tokens,
+        sum(quota_tokens) as quota_tokens,
+        sum(invocations) as invocations,
+        max(tokens) as peak_tpm,
         count(*) as active_minutes
-    from group_minutes
-    inner join windows
-        on group_minutes.ts >= getvariable('as_of') - to_minutes(windows.window_minutes)
-    group by
-        group_minutes.region,
-        group_minutes.endpoint,
-        windows."window",
-        windows.window_minutes,
-        group_minutes.tag_key,
-        group_minutes.tag_value
+    from group_windows
+    group by group_id, "window", window_minutes
+),
+
+attributed as (
+    select
+        tag_groups.region,
+        tag_groups.endpoint,
+        windowed."window",
+        windowed.window_minutes,
+        tag_groups.tag_key,
+        tag_groups.tag_value,
+        windowed.tokens,
+        windowed.quota_tokens,
+        windowed.invocations,
+        windowed.peak_tpm,
+        windowed.active_minutes
+    from windowed
+    inner join tag_groups on windowed.group_id = tag_groups.group_id
 )
 
 select
@@ -143,4 +200,4 @@ select
     cast(quota_tokens as double) as quota_tokens,
     cast(active_minutes as integer) as active_minutes,
     cast(getvariable('as_of') as timestamp) as as_of
-from windowed
+from attributed

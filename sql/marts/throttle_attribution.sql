@@ -66,22 +66,46 @@ minutes as (
     from throttled_minutes
 ),
 
-windowed as (
+-- Windows are nested, so a minute belongs to every window at least as long as its age.
+window_list as (
+    select list(struct_pack("window" := "window", window_minutes := window_minutes)) as windows
+    from windows
+),
+
+minute_windows as (
     select
         minutes.region,
         minutes.endpoint,
-        windows."window",
-        windows.window_minutes,
         minutes.series_id,
-        sum(minutes.throttles) as throttles,
-        count(*) as throttled_minutes,
-        sum(minutes.tpm) as tokens_in_throttled_minutes,
-        sum(minutes.quota_tpm) as quota_tokens_in_throttled_minutes,
-        sum(minutes.invocations) as invocations_in_throttled_minutes
+        minutes.throttles,
+        minutes.tpm,
+        minutes.quota_tpm,
+        minutes.invocations,
+        -- A recursive unnest expands the struct into the columns "window" and window_minutes: no alias.
+        unnest(  -- noqa: AL03
+            list_filter(
+                (select window_list.windows from window_list),
+                lambda w: w.window_minutes >= datediff('minute', minutes.ts, getvariable('as_of'))
+            ),
+            recursive := true
+        )
     from minutes
-    inner join windows
-        on minutes.ts >= getvariable('as_of') - to_minutes(windows.window_minutes)
-    group by minutes.region, minutes.endpoint, windows."window", windows.window_minutes, minutes.series_id
+),
+
+windowed as (
+    select
+        region,
+        endpoint,
+        "window",
+        window_minutes,
+        series_id,
+        sum(throttles) as throttles,
+        count(*) as throttled_minutes,
+        sum(tpm) as tokens_in_throttled_minutes,
+        sum(quota_tpm) as quota_tokens_in_throttled_minutes,
+        sum(invocations) as invocations_in_throttled_minutes
+    from minute_windows
+    group by region, endpoint, "window", window_minutes, series_id
 )
 
 select

@@ -8,11 +8,9 @@
 -- bucket is spread evenly over its minutes (value / 5 per minute; latency averages unchanged) and marked with
 -- resolution_s = 300, so totals stay exact and every row is one minute.
 
-with points as (
-    select * from stg_metric_points
-),
-
-coverage as (
+-- stg_metric_points is read where needed rather than through one CTE: DuckDB would materialise a CTE read
+-- several times, while the filtered scans (period_s = 60, period_s > 60) are cheap.
+with coverage as (
     select
         region,
         period_s,
@@ -35,28 +33,28 @@ coarse_series as (
         region,
         series_id,
         period_s
-    from points
+    from stg_metric_points
     where period_s > 60
 ),
 
 -- The coarse buckets in which a series also has finer datapoints (empty unless coarse data exist).
 finer_buckets as (
     select distinct
-        points.region,
-        points.series_id,
+        finer.region,
+        finer.series_id,
         coarse_series.period_s,
-        time_bucket(to_seconds(coarse_series.period_s), points.ts) as bucket_start
-    from points
+        time_bucket(to_seconds(coarse_series.period_s), finer.ts) as bucket_start
+    from stg_metric_points as finer
     inner join coarse_series
         on
-            points.region = coarse_series.region
-            and points.series_id = coarse_series.series_id
-            and points.period_s < coarse_series.period_s
+            finer.region = coarse_series.region
+            and finer.series_id = coarse_series.series_id
+            and finer.period_s < coarse_series.period_s
 ),
 
 usable_coarse as (
     select points.*
-    from points
+    from stg_metric_points as points
     where
         points.period_s > 60
         and not exists (
@@ -106,7 +104,7 @@ minutes as (
         latency_samples,
         ttft_avg_ms,
         ttft_samples
-    from points
+    from stg_metric_points
     where period_s = 60
     union all
     select
@@ -257,6 +255,5 @@ select
             input_tokens + cache_write_tokens * cache_write_multiplier + output_tokens * output_multiplier
         ) as double
     ) as quota_tpm,
-    cast(output_multiplier as double) as output_multiplier,
     cast(resolution_s as integer) as resolution_s
 from measured

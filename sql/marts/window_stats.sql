@@ -75,13 +75,23 @@ minutes as (
     select * from aggregate_minutes
 ),
 
+-- Windows are nested, so a minute belongs to every window at least as long as its age. Unnesting that list
+-- copies each minute into its windows without the sort an inequality join would need.
+window_list as (
+    select list(struct_pack("window" := "window", window_minutes := window_minutes)) as windows
+    from windows
+),
+
 windowed as (
     select
-        windows."window",
-        minutes.*
+        minutes.*,
+        unnest(
+            list_filter(
+                (select window_list.windows from window_list),
+                lambda w: w.window_minutes >= datediff('minute', minutes.ts, getvariable('as_of'))
+            )
+        )."window" as "window"
     from minutes
-    inner join windows
-        on minutes.ts >= getvariable('as_of') - to_minutes(windows.window_minutes)
 ),
 
 minute_stats as (
@@ -91,56 +101,48 @@ minute_stats as (
         series_id,
         "window",
         max(resolution_s) as resolution_s,
+        -- Count metrics are never null in an active minute, so one count serves them all.
+        count(*) as active_minutes,
         quantile_cont(tpm, [0.5, 0.9, 0.99]) as tpm_q,
         avg(tpm) as tpm_avg,
         max(tpm) as tpm_max,
         sum(tpm) as tpm_total,
-        count(tpm) as tpm_n,
         quantile_cont(quota_tpm, [0.5, 0.9, 0.99]) as quota_tpm_q,
         avg(quota_tpm) as quota_tpm_avg,
         max(quota_tpm) as quota_tpm_max,
         sum(quota_tpm) as quota_tpm_total,
-        count(quota_tpm) as quota_tpm_n,
         quantile_cont(input_tokens, [0.5, 0.9, 0.99]) as input_tokens_q,
         avg(input_tokens) as input_tokens_avg,
         max(input_tokens) as input_tokens_max,
         sum(input_tokens) as input_tokens_total,
-        count(input_tokens) as input_tokens_n,
         quantile_cont(output_tokens, [0.5, 0.9, 0.99]) as output_tokens_q,
         avg(output_tokens) as output_tokens_avg,
         max(output_tokens) as output_tokens_max,
         sum(output_tokens) as output_tokens_total,
-        count(output_tokens) as output_tokens_n,
         quantile_cont(cache_read_tokens, [0.5, 0.9, 0.99]) as cache_read_tokens_q,
         avg(cache_read_tokens) as cache_read_tokens_avg,
         max(cache_read_tokens) as cache_read_tokens_max,
         sum(cache_read_tokens) as cache_read_tokens_total,
-        count(cache_read_tokens) as cache_read_tokens_n,
         quantile_cont(cache_write_tokens, [0.5, 0.9, 0.99]) as cache_write_tokens_q,
         avg(cache_write_tokens) as cache_write_tokens_avg,
         max(cache_write_tokens) as cache_write_tokens_max,
         sum(cache_write_tokens) as cache_write_tokens_total,
-        count(cache_write_tokens) as cache_write_tokens_n,
         quantile_cont(invocations, [0.5, 0.9, 0.99]) as invocations_q,
         avg(invocations) as invocations_avg,
         max(invocations) as invocations_max,
         sum(invocations) as invocations_total,
-        count(invocations) as invocations_n,
         quantile_cont(throttles, [0.5, 0.9, 0.99]) as throttles_q,
         avg(throttles) as throttles_avg,
         max(throttles) as throttles_max,
         sum(throttles) as throttles_total,
-        count(throttles) as throttles_n,
         quantile_cont(client_errors, [0.5, 0.9, 0.99]) as client_errors_q,
         avg(client_errors) as client_errors_avg,
         max(client_errors) as client_errors_max,
         sum(client_errors) as client_errors_total,
-        count(client_errors) as client_errors_n,
         quantile_cont(server_errors, [0.5, 0.9, 0.99]) as server_errors_q,
         avg(server_errors) as server_errors_avg,
         max(server_errors) as server_errors_max,
         sum(server_errors) as server_errors_total,
-        count(server_errors) as server_errors_n,
         quantile_cont(latency_ms, [0.5, 0.9, 0.99]) as latency_ms_q,
         avg(latency_ms) as latency_ms_avg,
         max(latency_ms) as latency_ms_max,
@@ -161,37 +163,37 @@ minute_metrics as (
     select * from (
         unpivot minute_stats
         on
-        (tpm_q, tpm_avg, tpm_max, tpm_total, tpm_n) as tpm,
-        (quota_tpm_q, quota_tpm_avg, quota_tpm_max, quota_tpm_total, quota_tpm_n) as quota_tpm,
+        (tpm_q, tpm_avg, tpm_max, tpm_total, active_minutes) as tpm,
+        (quota_tpm_q, quota_tpm_avg, quota_tpm_max, quota_tpm_total, active_minutes) as quota_tpm,
         -- RPM is the number of invocations in the minute: the same figures under the quota's name.
-        (invocations_q, invocations_avg, invocations_max, invocations_total, invocations_n) as rpm,
+        (invocations_q, invocations_avg, invocations_max, invocations_total, active_minutes) as rpm,
         (
-            input_tokens_q, input_tokens_avg, input_tokens_max, input_tokens_total, input_tokens_n
+            input_tokens_q, input_tokens_avg, input_tokens_max, input_tokens_total, active_minutes
         ) as input_tokens,
         (
-            output_tokens_q, output_tokens_avg, output_tokens_max, output_tokens_total, output_tokens_n
+            output_tokens_q, output_tokens_avg, output_tokens_max, output_tokens_total, active_minutes
         ) as output_tokens,
         (
             cache_read_tokens_q,
             cache_read_tokens_avg,
             cache_read_tokens_max,
             cache_read_tokens_total,
-            cache_read_tokens_n
+            active_minutes
         ) as cache_read_tokens,
         (
             cache_write_tokens_q,
             cache_write_tokens_avg,
             cache_write_tokens_max,
             cache_write_tokens_total,
-            cache_write_tokens_n
+            active_minutes
         ) as cache_write_tokens,
-        (invocations_q, invocations_avg, invocations_max, invocations_total, invocations_n) as invocations,
-        (throttles_q, throttles_avg, throttles_max, throttles_total, throttles_n) as throttles,
+        (invocations_q, invocations_avg, invocations_max, invocations_total, active_minutes) as invocations,
+        (throttles_q, throttles_avg, throttles_max, throttles_total, active_minutes) as throttles,
         (
-            client_errors_q, client_errors_avg, client_errors_max, client_errors_total, client_errors_n
+            client_errors_q, client_errors_avg, client_errors_max, client_errors_total, active_minutes
         ) as client_errors,
         (
-            server_errors_q, server_errors_avg, server_errors_max, server_errors_total, server_errors_n
+            server_errors_q, server_errors_avg, server_errors_max, server_errors_total, active_minutes
         ) as server_errors,
         (latency_ms_q, latency_ms_avg, latency_ms_max, latency_ms_total, latency_ms_n) as latency_ms,
         (ttft_ms_q, ttft_ms_avg, ttft_ms_max, ttft_ms_total, ttft_ms_n) as ttft_ms
@@ -267,7 +269,7 @@ series_keys as (
         region,
         endpoint,
         series_id
-    from minutes
+    from minute_stats
 ),
 
 metric_names as (

@@ -83,12 +83,12 @@ def test_quota_tpm_applies_the_output_burndown_from_the_models_release(lake: Fix
 
     assert rows(
         connection,
-        "select series_id, ts, tpm, quota_tpm_computed, quota_tpm, estimated_tpm_quota_usage, output_multiplier "
+        "select series_id, ts, tpm, quota_tpm_computed, quota_tpm, estimated_tpm_quota_usage "
         "from usage_minute order by series_id, ts",
     ) == [
-        (HAIKU_35, T, 110.0, 130.0, 130.0, None, 1.0),
-        (SONNET_4, datetime(2025, 5, 21, 12, 0), 110.0, 130.0, 130.0, None, 1.0),
-        (SONNET_4, T, 110.0, 170.0, 170.0, None, 5.0),
+        (HAIKU_35, T, 110.0, 130.0, 130.0, None),
+        (SONNET_4, datetime(2025, 5, 21, 12, 0), 110.0, 130.0, 130.0, None),
+        (SONNET_4, T, 110.0, 170.0, 170.0, None),
     ]
 
 
@@ -124,10 +124,10 @@ def test_burndown_takes_the_longest_matching_prefix_in_force_that_day(lake: Fixt
     (usage_minute,) = [model for model in discover_models() if model.name == "usage_minute"]
     build_model(connection, usage_minute, lake=lake.root, as_of=AS_OF)
     # The generic rule of 06-05 does not override the model's own rule of 06-03.
-    assert rows(connection, "select ts, output_multiplier, quota_tpm from usage_minute order by ts") == [
-        (day1, 2.0, 20.0),
-        (day2, 3.0, 30.0),
-        (day3, 3.0, 30.0),
+    assert rows(connection, "select ts, quota_tpm from usage_minute order by ts") == [
+        (day1, 20.0),
+        (day2, 30.0),
+        (day3, 30.0),
     ]
 
 
