@@ -1201,7 +1201,7 @@ def build_report_data(
 
 
 def build_index_data(
-    reports: Sequence[Mapping[str, Any]], as_of: datetime, account_id: str | None, links: Sequence[str]
+    reports: Sequence[Mapping[str, Any]], as_of: datetime, account_id: str | None, links: Sequence[str | None]
 ) -> dict[str, Any]:
     """The index document: one row per report (its summary and a relative link); endpoints the headroom checks
     flag first, then by highest utilisation. Without ``account_id`` the reports' own account is used when they
@@ -1586,7 +1586,7 @@ def render_reports(
     """Write every endpoint's report and the index page; return the files written (the index last).
 
     Reports go to ``<out_dir>/<region>/<endpoint-safe-name>-<as_of YYYYmmddTHHMMZ>.html`` and ``.json``;
-    the index to ``<out_dir>/index.html`` and ``index.json`` and lists the endpoints rendered in this call.
+    the index to ``<out_dir>/index.html`` and ``index.json`` and lists every endpoint of the warehouse.
     ``select`` limits the run to (region, endpoint) pairs. ``chart_granularity`` (window -> minutes or
     ``1min``/``5min``/``1hour``, e.g. from ``--granularity``) sets the finest chart bucket per window. A page that
     would exceed :data:`MAX_HTML_BYTES` gets coarser chart buckets until it fits (the JSON then holds the same
@@ -1610,6 +1610,7 @@ def render_reports(
             )
         pairs = wanted
     stems = _unique_stems(pairs, as_of)
+    stems_for_all = _unique_stems([(str(region), str(endpoint)) for region, endpoint in known], as_of)
     files: list[ReportFile] = []
     reports: list[dict[str, Any]] = []
     links: list[str] = []
@@ -1638,7 +1639,21 @@ def render_reports(
         files.append(ReportFile("endpoint", region, endpoint, html_path, json_path, written))
         reports.append(report)
         links.append(f"{safe_filename(region)}/{stem}.html")
-    index = build_index_data(reports, as_of, account_id, links)
+    # The index covers every endpoint of the warehouse, not only those rendered now, so rendering one endpoint
+    # (`buw analyze -m ...`) does not shrink it. Endpoints not rendered in this call link to their newest page
+    # for this as_of if one exists; their numbers are computed from the marts like the others'.
+    rendered = dict(zip(pairs, zip(reports, links, strict=True), strict=True))
+    index_reports, index_links = [], []
+    for region, endpoint in ((str(region), str(endpoint)) for region, endpoint in known):
+        if (region, endpoint) in rendered:
+            report, link = rendered[(region, endpoint)]
+        else:
+            _, report = _report_tables(connection, region, endpoint, as_of, account_id, alerts)
+            existing = out_dir / safe_filename(region) / f"{stems_for_all[(region, endpoint)]}.html"
+            link = f"{safe_filename(region)}/{existing.name}" if existing.exists() else None
+        index_reports.append(report)
+        index_links.append(link)
+    index = build_index_data(index_reports, as_of, account_id, index_links)
     index_html, index_json = out_dir / "index.html", out_dir / "index.json"
     written = _write_atomic(index_html, render_index_html(index))
     _write_atomic(index_json, _document_json(index))

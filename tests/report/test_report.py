@@ -677,3 +677,20 @@ def test_a_requested_granularity_coarsens_the_charts(warehouse, tmp_path):
     buckets = {chart["window"]: chart["bucket_minutes"] for chart in report["charts"]["windows"]}
     assert buckets == {"1h": 5, "1d": 1, "7d": 60, "14d": 60, "30d": 240}
     assert report["charts"]["windows"][0]["points"] == 12
+
+
+def test_rendering_one_endpoint_keeps_every_endpoint_in_the_index(warehouse, tmp_path):
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        everything = render_reports(connection, tmp_path / "all", AS_OF)
+        one = render_reports(connection, tmp_path / "one", AS_OF, select=[("us-east-1", GEO)])
+    _page, full = load(everything[-1])
+    _page, partial = load(one[-1])
+    assert [row["endpoint"] for row in partial["endpoints"]] == [row["endpoint"] for row in full["endpoints"]]
+    assert len(partial["endpoints"]) > 1
+    for row in partial["endpoints"]:
+        # Rows match the full index number for number; only pages that exist are linked.
+        expected = next(
+            r for r in full["endpoints"] if (r["region"], r["endpoint"]) == (row["region"], row["endpoint"])
+        )
+        assert {k: v for k, v in row.items() if k != "link"} == {k: v for k, v in expected.items() if k != "link"}
+        assert (row["link"] is not None) == (row["endpoint"] == GEO)
