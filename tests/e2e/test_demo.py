@@ -187,3 +187,18 @@ def test_a_corrupt_lake_file_is_named_and_loses_nothing(demo, tmp_path):
         victim.write_bytes(saved)
     with _connect(root) as connection:
         assert connection.execute("select count(*) from usage_minute").fetchone()[0] == before
+
+
+def test_cli_runs_show_in_the_dagster_instance(demo):
+    """The demo's partitions and its model/report run are in DAGSTER_HOME, where `dagster dev` reads them."""
+    import dagster as dg
+
+    root, _, _ = demo
+    with dg.DagsterInstance.from_config(str(root / "dagster")) as instance:
+        partitions = instance.get_materialized_partitions(dg.AssetKey("metric_points"))
+        assert "2026-11-20|us-east-1" in partitions and "2026-10-21|us-west-2" in partitions
+        for asset in ("foundation_models", "inference_profiles", "window_stats", "quota_headroom", "reports"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
+        runs = instance.get_runs()
+        assert runs and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+        assert any(run.tags.get("buw/as_of", "").startswith("2026-11-20T12:00") for run in runs)
