@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from pipelines.resources import AS_OF_TAG, AwsResource
+from pipelines.assets.extract import held_partitions, partitions_to_refresh
+from pipelines.resources import AS_OF_TAG, AwsResource, WarehouseResource
 
 METRIC_ASSETS = dg.AssetSelection.assets("metric_points")
 REFRESH_ASSETS = dg.AssetSelection.groups("extract", "models", "report") - METRIC_ASSETS
@@ -28,28 +29,23 @@ refresh_job = dg.define_asset_job(
 )
 
 
-def days_to_refresh(moment: datetime) -> list[str]:
-    """UTC days whose metric partitions an hourly tick refreshes: today, plus yesterday during 00:00-00:59."""
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    days = [moment.date()]
-    if moment.hour == 0:
-        days.insert(0, (moment - timedelta(days=1)).date())
-    return [day.isoformat() for day in days]
-
-
 @dg.schedule(
     job=metrics_job,
     cron_schedule="2 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Hourly: refresh today's metric partitions (and yesterday's just after midnight).",
+    description="Hourly: refresh today's metric partitions (and yesterday's just after midnight), and backfill any "
+    "day of the last 30 that the lake does not hold completely (all of them on the first tick).",
 )
-def hourly_metrics(context: dg.ScheduleEvaluationContext, aws: AwsResource):
-    moment = context.scheduled_execution_time or datetime.now(UTC)
-    for day in days_to_refresh(moment):
-        for region in aws.target_regions():
-            key = dg.MultiPartitionKey({"date": day, "region": region})
-            yield dg.RunRequest(run_key=f"{key}@{moment:%Y-%m-%dT%H}", partition_key=key)
+def hourly_metrics(context: dg.ScheduleEvaluationContext, aws: AwsResource, warehouse: WarehouseResource):
+    moment = (context.scheduled_execution_time or datetime.now(UTC)).astimezone(UTC)
+    as_of = moment.replace(tzinfo=None, second=0, microsecond=0)
+    held = held_partitions(warehouse.lake(), as_of)
+    for region, day in partitions_to_refresh(as_of, held, aws.target_regions()):
+        key = dg.MultiPartitionKey({"date": day.isoformat(), "region": region})
+        yield dg.RunRequest(
+            run_key=f"{key}@{moment:%Y-%m-%dT%H}", partition_key=key, tags={AS_OF_TAG: as_of.isoformat()}
+        )
 
 
 @dg.schedule(
