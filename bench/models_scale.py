@@ -17,6 +17,7 @@ Figures only; nothing is asserted (timings depend on the machine and its load).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -186,19 +187,19 @@ def _tag(arn: str, profile_id: str, key: str, value: str, snapshot: datetime) ->
     return {"profile_arn": arn, "profile_id": profile_id, "key": key, "value": value, "snapshot_at": snapshot}
 
 
-def build_once(database: Path, lake: Path, as_of: datetime) -> tuple[float, dict[str, float], dict[str, int]]:
-    """Build the models once in ``database``; return the wall time, per-model times and row counts."""
+def build_once(database: Path, lake: Path, as_of: datetime) -> tuple[float, float, dict[str, float], dict[str, int]]:
+    """Build the models once in ``database``; return the wall time, CPU time, per-model times and row counts."""
     models = {model.name: model for model in discover_models()}
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with duckdb.connect(str(database)) as connection:
         load_seeds(connection)
         for name in build_order(models[name] for name in MODELS):
             begun = time.perf_counter()
             counts[name] = build_model(connection, models[name], lake=lake, as_of=as_of)
             seconds[name] = time.perf_counter() - begun
-    return time.perf_counter() - started, seconds, counts
+    return time.perf_counter() - started, time.process_time() - cpu_started, seconds, counts
 
 
 def main() -> None:
@@ -229,11 +230,12 @@ def main() -> None:
             runs.append(build_once(database, lake, as_of))
             if not arguments.memory:
                 database.unlink(missing_ok=True)
-            print(f"run {run + 1}: {runs[-1][0]:.2f} s")
-        walls = [wall for wall, _, _ in runs]
+            print(f"run {run + 1}: {runs[-1][0]:.2f} s wall, {runs[-1][1]:.2f} s CPU, load {os.getloadavg()[0]:.1f}")
+        walls = [wall for wall, _, _, _ in runs]
         median = statistics.median(walls)
-        _, seconds, counts = min(runs, key=lambda run: abs(run[0] - median))
-        print(f"\nbuild time: median {median:.2f} s of {len(walls)} runs (min {min(walls):.2f}, max {max(walls):.2f})")
+        _, cpu, seconds, counts = min(runs, key=lambda run: abs(run[0] - median))
+        print(f"\nbuild time: median {median:.2f} s of {len(walls)} runs (min {min(walls):.2f}, max {max(walls):.2f});")
+        print(f"CPU time of that run {cpu:.2f} s on {os.cpu_count()} cores (other processes inflate the wall time)")
         print(f"\n{'model':<24} {'seconds':>8} {'rows':>12}")
         for name in seconds:
             print(f"{name:<24} {seconds[name]:>8.2f} {counts[name]:>12,}")
