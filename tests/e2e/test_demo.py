@@ -199,6 +199,6 @@ def test_cli_runs_show_in_the_dagster_instance(demo):
         assert "2026-11-20|us-east-1" in partitions and "2026-10-21|us-west-2" in partitions
         for asset in ("foundation_models", "inference_profiles", "window_stats", "quota_headroom", "reports"):
             assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
-        runs = instance.get_runs()
-        assert runs and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-        assert any(run.tags.get("buw/as_of", "").startswith("2026-11-20T12:00") for run in runs)
+        # Other tests of this module add runs of their own (one fails on purpose); the demo's run succeeded.
+        demo_runs = [run for run in instance.get_runs() if run.tags.get("buw/as_of", "").startswith("2026-11-20T12:00")]
+        assert demo_runs and all(run.status == dg.DagsterRunStatus.SUCCESS for run in demo_runs)
