@@ -129,7 +129,7 @@ group_minutes as (
     group by series_groups.group_id, usage_minute.ts
 ),
 
--- Windows are nested, so a minute belongs to every window at least as long as its age.
+-- Every window ends at as_of, so a minute belongs to each window at least as long as its age.
 window_list as (
     select list(struct_pack("window" := "window", window_minutes := window_minutes)) as windows
     from windows

@@ -75,8 +75,8 @@ minutes as (
     select * from aggregate_minutes
 ),
 
--- Windows are nested, so a minute belongs to every window at least as long as its age. Unnesting that list
--- copies each minute into its windows without the sort an inequality join would need.
+-- Every window ends at as_of, so a minute belongs to each window at least as long as its age. Unnesting the
+-- list of those windows copies the minute into them without the sort an inequality join would need.
 window_list as (
     select list(struct_pack("window" := "window", window_minutes := window_minutes)) as windows
     from windows
