@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.models.conftest import US_SONNET_4, US_SONNET_4_ARNS, FixtureLake, rows
+from tests.models.lakes import US_SONNET_4, US_SONNET_4_ARNS, FixtureLake, rows
 
 AS_OF = datetime(2025, 6, 10, 12, 0)
 

@@ -10,7 +10,7 @@ from pipelines.checks_sql import (
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from tests.models.conftest import US_SONNET_4, US_SONNET_4_ARNS, FixtureLake
+from tests.models.lakes import US_SONNET_4, US_SONNET_4_ARNS, FixtureLake
 
 AS_OF = datetime(2025, 6, 10, 12, 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from tests.models.conftest import (
+from tests.models.lakes import (
     GLOBAL_SONNET_4,
     GLOBAL_SONNET_4_ARNS,
     HAIKU_35,

@@ -18,7 +18,7 @@ from pipelines.models import (
     discover_models,
     load_seeds,
 )
-from tests.models.conftest import OWN_MARTS, OWN_MODELS, SONNET_4, FixtureLake, one, rows
+from tests.models.lakes import OWN_MARTS, OWN_MODELS, SONNET_4, FixtureLake, one, rows
 
 AS_OF = datetime(2025, 6, 10, 12, 0)
 

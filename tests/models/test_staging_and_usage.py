@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pipelines.models import build_model, discover_models
-from tests.models.conftest import HAIKU_35, SONNET_4, FixtureLake, fm_arn, one, rows
+from tests.models.lakes import HAIKU_35, SONNET_4, FixtureLake, fm_arn, one, rows
 
 AS_OF = datetime(2025, 6, 10, 12, 0)
 T = AS_OF - timedelta(minutes=30)
