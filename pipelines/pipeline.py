@@ -347,15 +347,17 @@ def _prompt_model(warehouse: WarehouseResource, region: str, as_of: datetime, co
     models_path = Partition("foundation_models", region, as_of.date()).path(lake)
     profiles_path = Partition("inference_profiles", region, as_of.date()).path(lake)
     models = duckdb.sql(
-        "select provider, model_id, model_name from read_parquet($path) order by provider, model_name",
+        "select provider, model_id, model_name, list_contains(inference_types, 'ON_DEMAND') as on_demand "
+        "from read_parquet($path) order by provider, model_name",
         params={"path": str(models_path)},
     ).fetchall()
-    providers = sorted({provider for provider, _, _ in models})
+    providers = sorted({provider for provider, _, _, _ in models})
     provider = Prompt.ask("Provider", choices=providers, console=console)
-    choices = {name: model_id for p, model_id, name in models if p == provider}
+    choices = {name: (model_id, on_demand) for p, model_id, name, on_demand in models if p == provider}
     name = Prompt.ask("Model", choices=sorted(choices), console=console)
-    model_id = choices[name]
-    endpoints = [model_id]
+    model_id, on_demand = choices[name]
+    # The base model is an endpoint of its own only where it is offered on demand.
+    endpoints = [model_id] if on_demand else []
     if profiles_path.exists():
         endpoints += [
             row[0]
