@@ -366,6 +366,8 @@ def _prompt_model(warehouse: WarehouseResource, region: str, as_of: datetime, co
                 params={"path": str(profiles_path), "model": model_id},
             ).fetchall()
         ]
+    if not endpoints:
+        raise UserError(f"{name} has no on-demand or inference-profile endpoint in {region}; pick another model.")
     endpoint = Prompt.ask("Endpoint", choices=endpoints, default=endpoints[-1], console=console)
     return [endpoint]
 
