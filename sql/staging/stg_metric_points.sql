@@ -5,7 +5,7 @@
 -- (region, series, metric, statistic, period, ts) the value with the latest fetched_at wins. Naming each
 -- (metric, statistic) pair as a column happens in the same aggregation as the de-duplication because this is
 -- the largest table of the warehouse (about nine raw rows per series-minute): one hash aggregation instead of
--- two. Metrics the warehouse does not use are dropped here.
+-- two.
 
 with source as (
     select * from raw_metric_points
@@ -61,7 +61,6 @@ latest as (
         arg_max(value, fetched_at) filter (where measure = 12) as ttft_avg_ms,
         arg_max(value, fetched_at) filter (where measure = 13) as ttft_samples
     from measured
-    where measure is not null
     group by region, account_id, series_id, period_s, ts
 )
 
@@ -85,3 +84,22 @@ select
     cast(ttft_avg_ms as double) as ttft_avg_ms,
     cast(ttft_samples as double) as ttft_samples
 from latest
+-- Rows of metrics the warehouse does not use have no measure and feed no column above. A key that had only
+-- such rows is dropped here, after the aggregation: a filter on the measure before it would evaluate the
+-- measure twice per raw row.
+where
+    coalesce(
+        invocations,
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        throttles,
+        client_errors,
+        server_errors,
+        estimated_tpm_quota_usage,
+        latency_avg_ms,
+        latency_samples,
+        ttft_avg_ms,
+        ttft_samples
+    ) is not null

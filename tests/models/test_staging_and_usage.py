@@ -36,6 +36,15 @@ def test_metrics_absent_in_an_active_minute_count_as_zero_and_latency_stays_unkn
     ) == [(0.0, 0.0, 0.0, 0.0, None, None, 60)]
 
 
+def test_metrics_the_warehouse_does_not_use_are_ignored(lake: FixtureLake) -> None:
+    lake.point(SONNET_4, "OutputImageCount", T, 3)  # the only datapoint of that minute
+    lake.point(SONNET_4, "OutputImageCount", T + timedelta(minutes=1), 3)
+    lake.minute(SONNET_4, T + timedelta(minutes=1), input=10)
+    connection = lake.build(AS_OF)
+
+    assert rows(connection, "select ts, input_tokens from usage_minute") == [(T + timedelta(minutes=1), 10.0)]
+
+
 def test_a_5_minute_bucket_fills_in_only_where_no_1_minute_data_was_read(lake: FixtureLake) -> None:
     old = datetime(2025, 5, 20, 10, 0)  # older than 15 days: read at 300 s
     recent = datetime(2025, 6, 1, 10, 0)
