@@ -48,21 +48,21 @@ def check_duplicate_points(
 ) -> CheckOutcome:
     """No (series, metric, statistic, period, minute) appears twice in stg_metric_points.
 
-    stg_metric_points holds one column per (metric, statistic), so the check is that (region, account, series,
-    period, ts) is unique: a duplicate would be counted twice in every mart.
+    stg_metric_points holds one column per (metric, statistic), so the check is that (region, series, period, ts)
+    is unique: a duplicate would be counted twice in every mart.
     """
     rows = connection.execute(
         """
-        select region, account_id, series_id, period_s, ts, count(*) as copies
+        select region, series_id, period_s, ts, count(*) as copies
         from stg_metric_points
-        group by region, account_id, series_id, period_s, ts
+        group by region, series_id, period_s, ts
         having count(*) > 1
         order by copies desc, region, series_id, ts
         """
     ).fetchall()
     examples = [
         f"{region} {series} period {period}s at {ts:%Y-%m-%d %H:%M}: {n} rows"
-        for region, _, series, period, ts, n in rows[:_EXAMPLES]
+        for region, series, period, ts, n in rows[:_EXAMPLES]
     ]
     return CheckOutcome(
         passed=not rows,

@@ -43,7 +43,9 @@ measured as (
 latest as (
     select
         region,
-        account_id,
+        -- A lake holds one account: its partitions are region x day, so a second account would replace the
+        -- first's files. The account is therefore not part of the key (a narrower key is a cheaper hash).
+        any_value(account_id) as account_id,
         series_id,
         period_s,
         ts,
@@ -61,7 +63,7 @@ latest as (
         arg_max(value, fetched_at) filter (where measure = 12) as ttft_avg_ms,
         arg_max(value, fetched_at) filter (where measure = 13) as ttft_samples
     from measured
-    group by region, account_id, series_id, period_s, ts
+    group by region, series_id, period_s, ts
 )
 
 select
