@@ -11,33 +11,46 @@ with source as (
     select * from raw_metric_points
 ),
 
+-- The (metric, statistic) pairs the warehouse uses, each with a small integer: the thirteen filtered
+-- aggregates below compare that integer rather than two strings. Other metrics fall out in the join.
+measures as (
+    select
+        pairs.metric,
+        pairs.stat,
+        pairs.measure
+    from (
+        values
+        ('Invocations', 'Sum', 1),
+        ('InputTokenCount', 'Sum', 2),
+        ('OutputTokenCount', 'Sum', 3),
+        ('CacheReadInputTokenCount', 'Sum', 4),
+        ('CacheWriteInputTokenCount', 'Sum', 5),
+        ('InvocationThrottles', 'Sum', 6),
+        ('InvocationClientErrors', 'Sum', 7),
+        ('InvocationServerErrors', 'Sum', 8),
+        ('EstimatedTPMQuotaUsage', 'Sum', 9),
+        ('InvocationLatency', 'Average', 10),
+        ('InvocationLatency', 'SampleCount', 11),
+        ('TimeToFirstToken', 'Average', 12),
+        ('TimeToFirstToken', 'SampleCount', 13)
+    ) as pairs (metric, stat, measure)
+),
+
 measured as (
     select
-        region,
-        account_id,
-        model_id as series_id,
-        period_s,
-        ts,
-        value,
-        fetched_at,
-        -- A small integer per (metric, statistic): comparing it is much cheaper than comparing two strings
-        -- in each of the thirteen filtered aggregates below.
-        case
-            when stat = 'Sum' and metric = 'Invocations' then 1
-            when stat = 'Sum' and metric = 'InputTokenCount' then 2
-            when stat = 'Sum' and metric = 'OutputTokenCount' then 3
-            when stat = 'Sum' and metric = 'CacheReadInputTokenCount' then 4
-            when stat = 'Sum' and metric = 'CacheWriteInputTokenCount' then 5
-            when stat = 'Sum' and metric = 'InvocationThrottles' then 6
-            when stat = 'Sum' and metric = 'InvocationClientErrors' then 7
-            when stat = 'Sum' and metric = 'InvocationServerErrors' then 8
-            when stat = 'Sum' and metric = 'EstimatedTPMQuotaUsage' then 9
-            when stat = 'Average' and metric = 'InvocationLatency' then 10
-            when stat = 'SampleCount' and metric = 'InvocationLatency' then 11
-            when stat = 'Average' and metric = 'TimeToFirstToken' then 12
-            when stat = 'SampleCount' and metric = 'TimeToFirstToken' then 13
-        end as measure
+        source.region,
+        source.account_id,
+        source.model_id as series_id,
+        source.period_s,
+        source.ts,
+        source.value,
+        source.fetched_at,
+        measures.measure
     from source
+    inner join measures
+        on
+            source.metric = measures.metric
+            and source.stat = measures.stat
 ),
 
 latest as (
@@ -86,22 +99,3 @@ select
     cast(ttft_avg_ms as double) as ttft_avg_ms,
     cast(ttft_samples as double) as ttft_samples
 from latest
--- Rows of metrics the warehouse does not use have no measure and feed no column above. A key that had only
--- such rows is dropped here, after the aggregation: a filter on the measure before it would evaluate the
--- measure twice per raw row.
-where
-    coalesce(
-        invocations,
-        input_tokens,
-        output_tokens,
-        cache_read_tokens,
-        cache_write_tokens,
-        throttles,
-        client_errors,
-        server_errors,
-        estimated_tpm_quota_usage,
-        latency_avg_ms,
-        latency_samples,
-        ttft_avg_ms,
-        ttft_samples
-    ) is not null
