@@ -94,6 +94,8 @@ windowed as (
     from minutes
 ),
 
+-- One quantile list per metric gives p50, p90, p99 and (as the 1-quantile) the max; avg is total / count.
+-- That keeps the aggregation, the costliest step, to the aggregates it cannot do without.
 minute_stats as (
     select
         region,
@@ -103,101 +105,57 @@ minute_stats as (
         max(resolution_s) as resolution_s,
         -- Count metrics are never null in an active minute, so one count serves them all.
         count(*) as active_minutes,
-        quantile_cont(tpm, [0.5, 0.9, 0.99]) as tpm_q,
-        avg(tpm) as tpm_avg,
-        max(tpm) as tpm_max,
+        quantile_cont(tpm, [0.5, 0.9, 0.99, 1]) as tpm_q,
         sum(tpm) as tpm_total,
-        quantile_cont(quota_tpm, [0.5, 0.9, 0.99]) as quota_tpm_q,
-        avg(quota_tpm) as quota_tpm_avg,
-        max(quota_tpm) as quota_tpm_max,
+        quantile_cont(quota_tpm, [0.5, 0.9, 0.99, 1]) as quota_tpm_q,
         sum(quota_tpm) as quota_tpm_total,
-        quantile_cont(input_tokens, [0.5, 0.9, 0.99]) as input_tokens_q,
-        avg(input_tokens) as input_tokens_avg,
-        max(input_tokens) as input_tokens_max,
+        quantile_cont(input_tokens, [0.5, 0.9, 0.99, 1]) as input_tokens_q,
         sum(input_tokens) as input_tokens_total,
-        quantile_cont(output_tokens, [0.5, 0.9, 0.99]) as output_tokens_q,
-        avg(output_tokens) as output_tokens_avg,
-        max(output_tokens) as output_tokens_max,
+        quantile_cont(output_tokens, [0.5, 0.9, 0.99, 1]) as output_tokens_q,
         sum(output_tokens) as output_tokens_total,
-        quantile_cont(cache_read_tokens, [0.5, 0.9, 0.99]) as cache_read_tokens_q,
-        avg(cache_read_tokens) as cache_read_tokens_avg,
-        max(cache_read_tokens) as cache_read_tokens_max,
+        quantile_cont(cache_read_tokens, [0.5, 0.9, 0.99, 1]) as cache_read_tokens_q,
         sum(cache_read_tokens) as cache_read_tokens_total,
-        quantile_cont(cache_write_tokens, [0.5, 0.9, 0.99]) as cache_write_tokens_q,
-        avg(cache_write_tokens) as cache_write_tokens_avg,
-        max(cache_write_tokens) as cache_write_tokens_max,
+        quantile_cont(cache_write_tokens, [0.5, 0.9, 0.99, 1]) as cache_write_tokens_q,
         sum(cache_write_tokens) as cache_write_tokens_total,
-        quantile_cont(invocations, [0.5, 0.9, 0.99]) as invocations_q,
-        avg(invocations) as invocations_avg,
-        max(invocations) as invocations_max,
+        quantile_cont(invocations, [0.5, 0.9, 0.99, 1]) as invocations_q,
         sum(invocations) as invocations_total,
-        quantile_cont(throttles, [0.5, 0.9, 0.99]) as throttles_q,
-        avg(throttles) as throttles_avg,
-        max(throttles) as throttles_max,
+        quantile_cont(throttles, [0.5, 0.9, 0.99, 1]) as throttles_q,
         sum(throttles) as throttles_total,
-        quantile_cont(client_errors, [0.5, 0.9, 0.99]) as client_errors_q,
-        avg(client_errors) as client_errors_avg,
-        max(client_errors) as client_errors_max,
+        quantile_cont(client_errors, [0.5, 0.9, 0.99, 1]) as client_errors_q,
         sum(client_errors) as client_errors_total,
-        quantile_cont(server_errors, [0.5, 0.9, 0.99]) as server_errors_q,
-        avg(server_errors) as server_errors_avg,
-        max(server_errors) as server_errors_max,
+        quantile_cont(server_errors, [0.5, 0.9, 0.99, 1]) as server_errors_q,
         sum(server_errors) as server_errors_total,
-        quantile_cont(latency_ms, [0.5, 0.9, 0.99]) as latency_ms_q,
-        avg(latency_ms) as latency_ms_avg,
-        max(latency_ms) as latency_ms_max,
-        -- Summed only to keep the columns alike: UNPIVOT drops a row with a null, and the final select
-        -- blanks the total of latency, which means nothing.
+        quantile_cont(latency_ms, [0.5, 0.9, 0.99, 1]) as latency_ms_q,
+        -- Summed for the average; the final select blanks the total (a sum of latencies means nothing).
         sum(latency_ms) as latency_ms_total,
         count(latency_ms) as latency_ms_n,
-        quantile_cont(ttft_ms, [0.5, 0.9, 0.99]) as ttft_ms_q,
-        avg(ttft_ms) as ttft_ms_avg,
-        max(ttft_ms) as ttft_ms_max,
+        quantile_cont(ttft_ms, [0.5, 0.9, 0.99, 1]) as ttft_ms_q,
         sum(ttft_ms) as ttft_ms_total,
         count(ttft_ms) as ttft_ms_n
     from windowed
     group by region, endpoint, series_id, "window"
 ),
 
+-- UNPIVOT drops a row with a null value; the grid below brings back a row for every idle window and metric.
 minute_metrics as (
     select * from (
         unpivot minute_stats
         on
-        (tpm_q, tpm_avg, tpm_max, tpm_total, active_minutes) as tpm,
-        (quota_tpm_q, quota_tpm_avg, quota_tpm_max, quota_tpm_total, active_minutes) as quota_tpm,
+        (tpm_q, tpm_total, active_minutes) as tpm,
+        (quota_tpm_q, quota_tpm_total, active_minutes) as quota_tpm,
         -- RPM is the number of invocations in the minute: the same figures under the quota's name.
-        (invocations_q, invocations_avg, invocations_max, invocations_total, active_minutes) as rpm,
-        (
-            input_tokens_q, input_tokens_avg, input_tokens_max, input_tokens_total, active_minutes
-        ) as input_tokens,
-        (
-            output_tokens_q, output_tokens_avg, output_tokens_max, output_tokens_total, active_minutes
-        ) as output_tokens,
-        (
-            cache_read_tokens_q,
-            cache_read_tokens_avg,
-            cache_read_tokens_max,
-            cache_read_tokens_total,
-            active_minutes
-        ) as cache_read_tokens,
-        (
-            cache_write_tokens_q,
-            cache_write_tokens_avg,
-            cache_write_tokens_max,
-            cache_write_tokens_total,
-            active_minutes
-        ) as cache_write_tokens,
-        (invocations_q, invocations_avg, invocations_max, invocations_total, active_minutes) as invocations,
-        (throttles_q, throttles_avg, throttles_max, throttles_total, active_minutes) as throttles,
-        (
-            client_errors_q, client_errors_avg, client_errors_max, client_errors_total, active_minutes
-        ) as client_errors,
-        (
-            server_errors_q, server_errors_avg, server_errors_max, server_errors_total, active_minutes
-        ) as server_errors,
-        (latency_ms_q, latency_ms_avg, latency_ms_max, latency_ms_total, latency_ms_n) as latency_ms,
-        (ttft_ms_q, ttft_ms_avg, ttft_ms_max, ttft_ms_total, ttft_ms_n) as ttft_ms
-        into name metric value quantiles, avg_value, max_value, total, active_points
+        (invocations_q, invocations_total, active_minutes) as rpm,
+        (input_tokens_q, input_tokens_total, active_minutes) as input_tokens,
+        (output_tokens_q, output_tokens_total, active_minutes) as output_tokens,
+        (cache_read_tokens_q, cache_read_tokens_total, active_minutes) as cache_read_tokens,
+        (cache_write_tokens_q, cache_write_tokens_total, active_minutes) as cache_write_tokens,
+        (invocations_q, invocations_total, active_minutes) as invocations,
+        (throttles_q, throttles_total, active_minutes) as throttles,
+        (client_errors_q, client_errors_total, active_minutes) as client_errors,
+        (server_errors_q, server_errors_total, active_minutes) as server_errors,
+        (latency_ms_q, latency_ms_total, latency_ms_n) as latency_ms,
+        (ttft_ms_q, ttft_ms_total, ttft_ms_n) as ttft_ms
+        into name metric value quantiles, total, active_points
     )
 ),
 
@@ -222,9 +180,7 @@ tpd_metric as (
         series_id,
         "window",
         'tpd' as metric,
-        quantile_cont(tokens, [0.5, 0.9, 0.99]) as quantiles,
-        avg(tokens) as avg_value,
-        max(tokens) as max_value,
+        quantile_cont(tokens, [0.5, 0.9, 0.99, 1]) as quantiles,
         sum(tokens) as total,
         count(tokens) as active_points,
         max(resolution_s) as resolution_s
@@ -240,8 +196,6 @@ stats as (
         minute_metrics."window",
         minute_metrics.metric,
         minute_metrics.quantiles,
-        minute_metrics.avg_value,
-        minute_metrics.max_value,
         minute_metrics.total,
         minute_metrics.active_points,
         minute_metrics.resolution_s
@@ -254,8 +208,6 @@ stats as (
         "window",
         metric,
         quantiles,
-        avg_value,
-        max_value,
         total,
         active_points,
         resolution_s
@@ -338,8 +290,8 @@ select
     cast(stats.quantiles[1] as double) as p50,
     cast(stats.quantiles[2] as double) as p90,
     cast(stats.quantiles[3] as double) as p99,
-    cast(stats.avg_value as double) as avg,
-    cast(stats.max_value as double) as max,
+    cast(stats.total / nullif(stats.active_points, 0) as double) as avg,
+    cast(stats.quantiles[4] as double) as max,
     cast(
         case
             when grid.metric in ('latency_ms', 'ttft_ms') then null
