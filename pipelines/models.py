@@ -151,15 +151,18 @@ def build_model(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake:
     if missing_seeds:
         load_seeds(connection, root)
     table = _identifier(model.name)
+    documentation = _documentation_or_empty().get(model.name)
     connection.execute("begin transaction")
     try:
         connection.execute(f"create or replace table {table} as\n{model.sql}")
-        _apply_comments(connection, model.name, _documentation_or_empty().get(model.name))
+        _apply_comments(connection, model.name, documentation)
         row = connection.execute(f"select count(*) from {table}").fetchone()
         connection.execute("commit")
-    except duckdb.Error as error:
+    except BaseException as error:
         connection.execute("rollback")
-        raise ModelError(f"model {model.name} ({model.path}) failed: {error}") from error
+        if isinstance(error, duckdb.Error):
+            raise ModelError(f"model {model.name} ({model.path}) failed: {error}") from error
+        raise
     return int(row[0]) if row else 0
 
 
