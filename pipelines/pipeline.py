@@ -62,9 +62,12 @@ def _record(instance: dg.DagsterInstance, asset: str, metadata: dict, partition:
 
 
 def extract_snapshots(
-    aws: AwsResource, warehouse: WarehouseResource, regions: Sequence[str], as_of: datetime, account_id: str
+    aws: AwsResource, warehouse: WarehouseResource, regions: Sequence[str], listed_at: datetime, account_id: str
 ) -> None:
-    """Snapshot foundation models, inference profiles with tags, and quotas of every region into the lake."""
+    """Snapshot foundation models, inference profiles with tags, and quotas of every region into the lake.
+
+    ``listed_at`` (AWS's clock) dates the snapshot and names its partition.
+    """
     from pipelines.assets.extract import (
         extract_foundation_models,
         extract_inference_profiles,
@@ -73,11 +76,11 @@ def extract_snapshots(
 
     instance = _instance()
     lake = warehouse.lake()
-    models = extract_foundation_models(aws, lake, regions, as_of)
-    profiles, tags = extract_inference_profiles(aws, lake, regions, as_of, account_id)
-    quotas = extract_service_quotas(aws, lake, regions, as_of)
+    models = extract_foundation_models(aws, lake, regions, listed_at)
+    profiles, tags = extract_inference_profiles(aws, lake, regions, listed_at, account_id)
+    quotas = extract_service_quotas(aws, lake, regions, listed_at)
     for result in (models, profiles, tags, quotas):
-        _record(instance, result.dataset, {"rows": result.rows, "as_of": as_of.isoformat() + "Z"})
+        _record(instance, result.dataset, {"rows": result.rows, "listed_at": listed_at.isoformat() + "Z"})
 
 
 def extract_metrics(
@@ -88,8 +91,12 @@ def extract_metrics(
     account_id: str,
     days: int,
     console,
+    now: datetime,
 ):
-    """Read every metric partition an incremental run needs, with a progress bar; returns the results."""
+    """Read every metric partition an incremental run needs, with a progress bar; returns the results.
+
+    ``now`` is AWS's clock, which CloudWatch's retention tiers are measured from.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipelines.assets.extract import (
@@ -123,7 +130,7 @@ def extract_metrics(
         }
         for region, day in todo:
             result = extract_metrics_partition(
-                aws, lake, region, day, as_of, account_id, clients=clients, model_ids=model_ids[region]
+                aws, lake, region, day, as_of, account_id, clients=clients, model_ids=model_ids[region], now=now
             )
             results.append(result)
             key = dg.MultiPartitionKey({"date": day.isoformat(), "region": region})
@@ -374,7 +381,7 @@ def _prompt_model(warehouse: WarehouseResource, region: str, as_of: datetime, co
 
 def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = None) -> RunSummary:
     """`buw analyze`: one incremental run for one region of the caller's account."""
-    from pipelines.assets.extract import ExtractError, account_id_for
+    from pipelines.assets.extract import ExtractError, identity_for
 
     _validate_region(request.region)
     aws = AwsResource(regions=[request.region], profile_name=request.profile, endpoint_url=endpoint_url)
@@ -382,11 +389,12 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
     _check_output_dir(warehouse.reports())
     as_of = request.as_of or current_minute()
     try:
-        account_id = account_id_for(aws, request.region)
-        extract_snapshots(aws, warehouse, [request.region], as_of, account_id)
+        # Snapshots are dated by AWS's clock; as_of only sets where the windows end.
+        account_id, now = identity_for(aws, request.region)
+        extract_snapshots(aws, warehouse, [request.region], now.replace(second=0), account_id)
         model_ids = list(request.model_ids)
         if model_ids:
-            known = _known_ids(warehouse, request.region, as_of)
+            known = _known_ids(warehouse, request.region, now)
             unknown = [
                 model_id for model_id in model_ids if model_id not in known and model_id.rsplit("/", 1)[-1] not in known
             ]
@@ -396,8 +404,8 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
                     "list them with `aws bedrock list-inference-profiles` or omit -m to analyse every endpoint."
                 )
         elif request.interactive:
-            model_ids = _prompt_model(warehouse, request.region, as_of, console)
-        results = extract_metrics(aws, warehouse, [request.region], as_of, account_id, request.days, console)
+            model_ids = _prompt_model(warehouse, request.region, now, console)
+        results = extract_metrics(aws, warehouse, [request.region], as_of, account_id, request.days, console, now)
     except ExtractError as error:
         raise UserError(explain(error, f"extracting {request.region}") or str(error)) from error
     build_models_and_reports(warehouse, as_of, steps="models")
@@ -441,7 +449,7 @@ def run_demo(
     scenario: str = "demo", as_of: datetime | None = None, output_dir: Path | None = None, console=None
 ) -> RunSummary:
     """`buw demo`: start the sandbox in-process and run the whole pipeline on every region of the scenario."""
-    from pipelines.assets.extract import account_id_for
+    from pipelines.assets.extract import identity_for
     from pipelines.sandbox.scenario import ScenarioError
     from pipelines.sandbox.server import SandboxServer
 
@@ -467,9 +475,9 @@ def run_demo(
         aws = AwsResource(regions=regions, endpoint_url=sandbox.endpoint_url)
         warehouse = WarehouseResource(reports_dir=str(output_dir) if output_dir else None)
         _check_output_dir(warehouse.reports())
-        account_id = account_id_for(aws, regions[0])
-        extract_snapshots(aws, warehouse, regions, as_of, account_id)
-        results = extract_metrics(aws, warehouse, regions, as_of, account_id, 30, console)
+        account_id, now = identity_for(aws, regions[0])
+        extract_snapshots(aws, warehouse, regions, now.replace(second=0), account_id)
+        results = extract_metrics(aws, warehouse, regions, as_of, account_id, 30, console, now)
         build_models_and_reports(warehouse, as_of)
         return _finish(console, warehouse, as_of, results, None)
 

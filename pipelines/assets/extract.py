@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pipelines import lake as lake_io
 from pipelines.aws import AwsApiError
-from pipelines.aws.account import BEDROCK_REGIONS, get_account_id
+from pipelines.aws.account import BEDROCK_REGIONS, get_identity
 from pipelines.aws.bedrock import list_foundation_models, list_inference_profiles, list_profile_tags
 from pipelines.aws.cloudwatch import fetch_metric_data, list_model_ids
 from pipelines.aws.quotas import list_service_quotas
@@ -105,20 +105,23 @@ def day_bounds(day: date, as_of: datetime) -> tuple[datetime, datetime]:
     return start, min(start + timedelta(days=1), as_of)
 
 
-def plan_ranges(day: date, as_of: datetime) -> list[FetchRange]:
+def plan_ranges(day: date, as_of: datetime, now: datetime | None = None) -> list[FetchRange]:
     """The sub-ranges of ``day`` and the period each is read at, finest first.
 
-    Times at least ``as_of - 15 days`` (plus the margin, rounded up to 5 minutes) are read at 60 s, older ones
-    at 300 s down to 63 days, then 3600 s down to 455 days; anything older is gone from CloudWatch and yields
-    no range.
+    Retention is measured from ``now``, CloudWatch's own clock (default: ``as_of``, which it is for every run
+    that does not pin a past ``as_of``): times at least ``now - 15 days`` (plus the margin, rounded up to 5
+    minutes) are read at 60 s, older ones at 300 s down to 63 days, then 3600 s down to 455 days; anything older
+    is gone from CloudWatch and yields no range. A run pinned to a past ``as_of`` therefore reads its old days at
+    the period CloudWatch still serves, and the merge keeps the finer rows the lake already holds.
     """
-    start, end = day_bounds(day, as_of)
+    now = as_of if now is None else now
+    start, end = day_bounds(day, min(as_of, now))
     ranges: list[FetchRange] = []
     upper = end
     for index, (retention, period) in enumerate(RESOLUTION_TIERS):
         # The lower bound of a tier is aligned to the next (coarser) tier's period, so the two tile exactly.
         align = RESOLUTION_TIERS[index + 1][1] if index + 1 < len(RESOLUTION_TIERS) else period
-        lower = _ceil_to(as_of - retention + RETENTION_MARGIN, align)
+        lower = _ceil_to(now - retention + RETENTION_MARGIN, align)
         tier_start, tier_end = max(start, lower), min(end, upper)
         if tier_start < tier_end:
             ranges.append(FetchRange(tier_start, tier_end, period))
@@ -368,6 +371,7 @@ def extract_metrics_partition(
     fetched_at: datetime | None = None,
     clients: ClientCache | None = None,
     model_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> ExtractResult:
     """Read one (region, UTC day) of Bedrock metrics from CloudWatch and replace its lake partitions.
 
@@ -383,7 +387,9 @@ def extract_metrics_partition(
     coverage_partition = lake_io.Partition("metric_coverage", region, day)
     existing = lake_io.read_partition(lake, points_partition)
     previous_rows = existing.num_rows if existing is not None else 0
-    ranges = plan_ranges(day, as_of)
+    if now is None:
+        _, now = identity_for(aws, region, f"metric_points for {region} on {day.isoformat()}")
+    ranges = plan_ranges(day, as_of, now)
     if not ranges:
         # A day after as_of or past CloudWatch's retention: nothing to read, and what the lake holds stays.
         return ExtractResult(
@@ -463,10 +469,20 @@ def refresh_metrics(
     """
     todo = partitions_to_refresh(as_of, held_partitions(lake, as_of), regions, days)
     clients = ClientCache(aws)
-    model_ids = {region: model_ids_to_fetch(clients, lake, region) for region in {region for region, _ in todo}}
+    regions_todo = {region for region, _ in todo}
+    model_ids = {region: model_ids_to_fetch(clients, lake, region) for region in regions_todo}
+    clocks = {region: identity_for(aws, region)[1] for region in regions_todo}
     return [
         extract_metrics_partition(
-            aws, lake, region, day, as_of, account_id, clients=clients, model_ids=model_ids[region]
+            aws,
+            lake,
+            region,
+            day,
+            as_of,
+            account_id,
+            clients=clients,
+            model_ids=model_ids[region],
+            now=clocks[region],
         )
         for region, day in sorted(todo, key=lambda key: (key[1], key[0]))
     ]
@@ -640,8 +656,16 @@ def account_id_for(aws: AwsResource, region: str, purpose: str = "the extraction
 
     ``purpose`` names what needed it (e.g. the partition), so the error says which run step failed.
     """
+    return identity_for(aws, region, purpose)[0]
+
+
+def identity_for(aws: AwsResource, region: str, purpose: str = "the extraction") -> tuple[str, datetime]:
+    """The account id and AWS's clock (from STS GetCallerIdentity); a failure is an ``ExtractError``.
+
+    AWS's clock, not the run's ``as_of``, dates snapshots and measures CloudWatch retention.
+    """
     try:
-        return get_account_id(aws.client("sts", region))
+        return get_identity(aws.client("sts", region))
     except AwsApiError as error:
         raise ExtractError(f"{purpose}: reading the account id: {error}") from error
 
@@ -654,11 +678,16 @@ def _failure(error: ExtractError) -> dg.Failure:
 # Dagster assets ---
 
 
-def _snapshot_metadata(result: SnapshotResult, as_of: datetime) -> dict:
+def _listing_time(aws: AwsResource, dataset: str) -> datetime:
+    """When a snapshot is taken, by AWS's clock: snapshots record what was listed then, whatever the run's as_of."""
+    return identity_for(aws, aws.target_regions()[0], dataset)[1].replace(second=0)
+
+
+def _snapshot_metadata(result: SnapshotResult, listed_at: datetime) -> dict:
     return {
         "rows": dg.MetadataValue.int(result.rows),
         "rows_by_region": dg.MetadataValue.json(result.rows_by_region),
-        "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
+        "listed_at": dg.MetadataValue.text(listed_at.isoformat() + "Z"),
         "path": dg.MetadataValue.path(str(result.paths[0].parent.parent.parent) if result.paths else ""),
         "preview": dg.MetadataValue.md(result.preview),
     }
@@ -681,8 +710,8 @@ def metric_points(context: dg.AssetExecutionContext, aws: AwsResource, warehouse
     region, day = keys["region"], date.fromisoformat(keys["date"])
     as_of = run_as_of(context, warehouse)
     try:
-        account_id = account_id_for(aws, region, f"metric_points for {region} on {day.isoformat()}")
-        result = extract_metrics_partition(aws, warehouse.lake(), region, day, as_of, account_id)
+        account_id, now = identity_for(aws, region, f"metric_points for {region} on {day.isoformat()}")
+        result = extract_metrics_partition(aws, warehouse.lake(), region, day, as_of, account_id, now=now)
     except ExtractError as error:
         raise _failure(error) from error
     context.log.info(
@@ -708,12 +737,12 @@ def metric_points(context: dg.AssetExecutionContext, aws: AwsResource, warehouse
 @dg.asset(group_name="extract", kinds={"aws", "bedrock", "parquet"})
 def foundation_models(context: dg.AssetExecutionContext, aws: AwsResource, warehouse: WarehouseResource):
     """Foundation models offered in each target region (Bedrock ListFoundationModels), as of the run's day."""
-    as_of = run_as_of(context, warehouse)
     try:
-        result = extract_foundation_models(aws, warehouse.lake(), aws.target_regions(), as_of)
+        listed_at = _listing_time(aws, "foundation_models")
+        result = extract_foundation_models(aws, warehouse.lake(), aws.target_regions(), listed_at)
     except ExtractError as error:
         raise _failure(error) from error
-    return dg.MaterializeResult(metadata=_snapshot_metadata(result, as_of))
+    return dg.MaterializeResult(metadata=_snapshot_metadata(result, listed_at))
 
 
 @dg.multi_asset(
@@ -737,15 +766,15 @@ def foundation_models(context: dg.AssetExecutionContext, aws: AwsResource, wareh
 )
 def inference_profiles_and_tags(context: dg.AssetExecutionContext, aws: AwsResource, warehouse: WarehouseResource):
     """Inference profiles and their tags (Bedrock ListInferenceProfiles and ListTagsForResource)."""
-    as_of = run_as_of(context, warehouse)
     regions = aws.target_regions()
     try:
-        account_id = account_id_for(aws, regions[0], "inference_profiles")
-        profiles, tags = extract_inference_profiles(aws, warehouse.lake(), regions, as_of, account_id)
+        account_id, listed_at = identity_for(aws, regions[0], "inference_profiles")
+        listed_at = listed_at.replace(second=0)
+        profiles, tags = extract_inference_profiles(aws, warehouse.lake(), regions, listed_at, account_id)
     except ExtractError as error:
         raise _failure(error) from error
-    yield dg.MaterializeResult(asset_key="inference_profiles", metadata=_snapshot_metadata(profiles, as_of))
-    yield dg.MaterializeResult(asset_key="profile_tags", metadata=_snapshot_metadata(tags, as_of))
+    yield dg.MaterializeResult(asset_key="inference_profiles", metadata=_snapshot_metadata(profiles, listed_at))
+    yield dg.MaterializeResult(asset_key="profile_tags", metadata=_snapshot_metadata(tags, listed_at))
 
 
 @dg.asset(group_name="extract", kinds={"aws", "servicequotas", "parquet"})
@@ -754,12 +783,12 @@ def service_quotas(context: dg.AssetExecutionContext, aws: AwsResource, warehous
 
     Service Quotas ListAWSDefaultServiceQuotas and ListServiceQuotas, two paginated listings per region.
     """
-    as_of = run_as_of(context, warehouse)
     try:
-        result = extract_service_quotas(aws, warehouse.lake(), aws.target_regions(), as_of)
+        listed_at = _listing_time(aws, "service_quotas")
+        result = extract_service_quotas(aws, warehouse.lake(), aws.target_regions(), listed_at)
     except ExtractError as error:
         raise _failure(error) from error
-    return dg.MaterializeResult(metadata=_snapshot_metadata(result, as_of))
+    return dg.MaterializeResult(metadata=_snapshot_metadata(result, listed_at))
 
 
 EXTRACT_ASSETS = [metric_points, foundation_models, inference_profiles_and_tags, service_quotas]

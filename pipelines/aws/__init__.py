@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -46,3 +48,20 @@ def aws_call(api: str, client) -> Iterator[None]:
     except (ClientError, BotoCoreError) as error:
         detail, code = describe_client_error(error)
         raise AwsApiError(api, client.meta.region_name, detail, code) from error
+
+
+def service_time(response: dict) -> datetime | None:
+    """The service's clock from a response's HTTP ``Date`` header, as a naive UTC datetime (None without one).
+
+    CloudWatch's retention tiers are measured from the service's now, not from the caller's ``as_of``: a run
+    pinned to a past ``as_of`` must still ask for what CloudWatch keeps today. A sandbox with a pinned clock
+    sends that clock here too.
+    """
+    header = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if not header:
+        return None
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipelines.aws import aws_call
+from datetime import UTC, datetime
+
+from pipelines.aws import aws_call, service_time
 
 # Regions with an Amazon Bedrock endpoint (botocore's endpoint data for "bedrock", commercial and GovCloud
 # partitions). The metric partitions are static in Dagster, so this list is a fact kept here, not looked up
@@ -48,8 +50,15 @@ BEDROCK_REGIONS: tuple[str, ...] = (
 
 def get_account_id(client) -> str:
     """The 12-digit id of the account the credentials belong to (STS GetCallerIdentity)."""
+    return get_identity(client)[0]
+
+
+def get_identity(client) -> tuple[str, datetime]:
+    """The account id and the service's clock (naive UTC; the caller's clock when AWS sent no Date header)."""
     with aws_call("GetCallerIdentity", client):
-        return client.get_caller_identity()["Account"]
+        response = client.get_caller_identity()
+    now = service_time(response) or datetime.now(UTC).replace(tzinfo=None)
+    return response["Account"], now.replace(microsecond=0)
 
 
 def list_regions(client) -> list[str]:

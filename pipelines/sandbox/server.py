@@ -486,7 +486,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         lines = [f"HTTP/1.1 {response.status} {reason}"]
         lines += [f"{name}: {value}" for name, value in response.headers]
         lines.append(f"Content-Length: {len(response.body)}")
-        lines.append(f"Date: {formatdate(usegmt=True)}")
+        # The sandbox clock, as AWS sends its own: clients that read the service time see the pinned clock.
+        lines.append(f"Date: {formatdate(self.server.sandbox.now().timestamp(), usegmt=True)}")
         if self.close_connection:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
