@@ -29,7 +29,7 @@ RAW_INPUTS = {
     "stg_metric_points": ("metric_points",),
     "stg_metric_coverage": ("metric_points",),
     "stg_inference_profiles": ("inference_profiles",),
-    "stg_profile_tags": ("profile_tags",),
+    "stg_profile_tags": ("profile_tags", "inference_profiles"),
     "stg_foundation_models": ("foundation_models",),
     "stg_service_quotas": ("service_quotas",),
     "stg_service_quotas_history": ("service_quotas",),

@@ -1,6 +1,8 @@
 -- Tags of inference profiles as last seen.
--- Grain: one row per region x profile_arn x tag_key, from the profile's latest tag snapshot (a tag removed
--- since an earlier snapshot is gone).
+-- Grain: one row per region x profile_arn x tag_key, from the region's latest listing. Profiles and
+-- their tags are listed together (same snapshot_at), so the latest profile listing says which tag
+-- snapshot is current: a profile whose tags were all removed has no rows in it and is untagged, not
+-- left with its older tags.
 
 with source as (
     select * from raw_profile_tags
@@ -17,9 +19,21 @@ renamed as (
     from source
 ),
 
+latest_listing as (
+    select
+        cast(region as varchar) as region,
+        max(cast(snapshot_at as timestamp)) as snapshot_at
+    from raw_inference_profiles
+    group by region
+),
+
 latest_snapshot as (
-    select * from renamed
-    qualify snapshot_at = max(snapshot_at) over (partition by region, profile_arn)
+    select renamed.*
+    from renamed
+    inner join latest_listing
+        on
+            renamed.region = latest_listing.region
+            and renamed.snapshot_at = latest_listing.snapshot_at
 )
 
 select * from latest_snapshot

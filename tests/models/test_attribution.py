@@ -102,3 +102,26 @@ def test_an_endpoint_never_throttled_has_no_throttle_rows(lake: FixtureLake) -> 
     connection = lake.build(AS_OF)
 
     assert rows(connection, "select count(*) from throttle_attribution") == [(0,)]
+
+
+def test_a_profile_whose_tags_were_all_removed_is_untagged(lake: FixtureLake) -> None:
+    yesterday, today = datetime(2025, 6, 9, 12, 0), datetime(2025, 6, 10, 11, 0)
+    lake.profile(US_SONNET_4, US_SONNET_4_ARNS, kind="SYSTEM", snapshot_at=yesterday)
+    lake.profile(US_SONNET_4, US_SONNET_4_ARNS, kind="SYSTEM", snapshot_at=today)
+    lake.profile("profileaaaaa", US_SONNET_4_ARNS, snapshot_at=yesterday)
+    lake.profile("profileaaaaa", US_SONNET_4_ARNS, snapshot_at=today)
+    lake.tags("profileaaaaa", {"team": "a"}, snapshot_at=yesterday)  # today's listing has no tags for it
+    lake.profile("profilebbbbb", US_SONNET_4_ARNS, snapshot_at=today)
+    lake.tags("profilebbbbb", {"team": "b"}, snapshot_at=today)
+    lake.minute("profileaaaaa", minutes_before(1), input=100, invocations=1)
+    lake.minute("profilebbbbb", minutes_before(1), input=300, invocations=1)
+    connection = lake.build(AS_OF)
+
+    assert rows(connection, "select profile_id, tag_key, tag_value from stg_profile_tags") == [
+        ("profilebbbbb", "team", "b")
+    ]
+    assert rows(
+        connection,
+        """select tag_value, tokens, share from tag_attribution
+        where "window" = '1h' and tag_key = 'team' order by tag_value""",
+    ) == [("(untagged)", 100.0, 0.25), ("b", 300.0, 0.75)]
