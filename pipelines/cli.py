@@ -123,7 +123,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a SQL query on the warehouse and print the result",
         description="Run one SQL statement against warehouse/usage.duckdb (read-only) and print a table.",
     )
-    sql.add_argument("query", help="SQL, e.g. \"select * from window_stats where window = '1d' limit 5\"")
+    sql.add_argument(
+        "query", help='SQL, e.g. "select * from endpoints limit 5"; quote the column "window": it is a keyword'
+    )
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     report = commands.add_parser(

@@ -270,7 +270,8 @@ def _check_marts(connection: duckdb.DuckDBPyConnection) -> dict[str, bool]:
     if missing:
         raise ReportError(
             f"The warehouse has no {', '.join(missing)} mart{'s' if len(missing) > 1 else ''}; "
-            "run the models first (buw run, or materialise the models group in Dagster)."
+            "build them first with buw analyze, buw demo or buw report --as-of (or materialise the models group in "
+            "Dagster)."
         )
     optional = {name: _has_relation(connection, name) for name in OPTIONAL_MARTS}
     if optional["quota_headroom"]:
@@ -278,8 +279,8 @@ def _check_marts(connection: duckdb.DuckDBPyConnection) -> dict[str, bool]:
         if lacking:
             raise ReportError(
                 f"The quota_headroom mart has no {', '.join(lacking)} column{'s' if len(lacking) > 1 else ''}; "
-                "it was built by an older version: rebuild the models (buw run, or materialise the models group "
-                "in Dagster)."
+                "it was built by an older version: rebuild the models with buw report --as-of (or materialise the "
+                "models group in Dagster)."
             )
     return optional
 

@@ -28,7 +28,7 @@ import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -39,7 +39,7 @@ import numpy as np
 from botocore.loaders import create_loader
 from botocore.model import OperationModel, ServiceModel, Shape
 
-UTC = timezone.utc
+UTC = UTC
 
 # SigV4 signing name -> botocore service names that sign with it, in the order their operations are tried.
 # bedrock-runtime signs as "bedrock" (see its model's metadata.signingName), so both share one scope.

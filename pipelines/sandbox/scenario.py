@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -386,8 +386,8 @@ class _Builder:
         else:
             raise self.fail(path, f"expected a timestamp, got {_kind(value)}")
         if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
-        return stamp.astimezone(timezone.utc)
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
 
     # -- the document -------------------------------------------------------------------------------------
 

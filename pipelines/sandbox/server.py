@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,7 +40,7 @@ from pipelines.sandbox.services import (
 )
 from pipelines.sandbox.traffic import Traffic
 
-UTC = timezone.utc
+UTC = UTC
 FAULT_KINDS: tuple[str, ...] = ("throttle", "500", "reset", "slow")
 CONTROL_PREFIX = "/_sandbox/"
 

@@ -38,7 +38,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 
@@ -507,10 +507,10 @@ def _philox_key(seed: int, region: str, model_id: str, day: int) -> np.ndarray:
 def _day_start_minute(anchor: datetime | date | None) -> int:
     """Epoch minute of 00:00 UTC on the anchor's UTC day (default: today)."""
     if anchor is None:
-        anchor = datetime.now(timezone.utc)
+        anchor = datetime.now(UTC)
     if isinstance(anchor, datetime):
         if anchor.tzinfo is None:
-            anchor = anchor.replace(tzinfo=timezone.utc)
-        anchor = anchor.astimezone(timezone.utc).date()
-    midnight = datetime(anchor.year, anchor.month, anchor.day, tzinfo=timezone.utc)
+            anchor = anchor.replace(tzinfo=UTC)
+        anchor = anchor.astimezone(UTC).date()
+    midnight = datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC)
     return int(midnight.timestamp()) // 60

@@ -601,7 +601,7 @@ def test_the_largest_endpoint_stays_under_5_mb(big_warehouse, tmp_path):
 def test_a_missing_mart_is_a_clear_error(tmp_path):
     with (
         duckdb.connect(str(tmp_path / "empty.duckdb")) as connection,
-        pytest.raises(ReportError, match="run the models first"),
+        pytest.raises(ReportError, match="build them first with buw analyze"),
     ):
         render_reports(connection, tmp_path / "out", AS_OF)
     assert not (tmp_path / "out").exists()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import cbor2
@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from pipelines.sandbox.server import SandboxServer
 from pipelines.sandbox.services import cloudwatch as cloudwatch_service
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW_MINUTE = int(NOW.timestamp()) // 60
 # Demo series used below: a busy one (a datapoint every minute), one with idle minutes, one idle for 20 days.
 BUSY = "1mkpeoqmauub"
@@ -206,7 +206,7 @@ def test_label_timezone_changes_only_the_label(cw):
     assert utc["Timestamps"] == shifted["Timestamps"]
     assert utc["Values"] == shifted["Values"]
     peak = utc["Timestamps"][int(np.argmax(utc["Values"]))]
-    assert utc["Label"] == f"{BUSY} peak at {peak.astimezone(timezone.utc).isoformat()}"
+    assert utc["Label"] == f"{BUSY} peak at {peak.astimezone(UTC).isoformat()}"
     local = peak.astimezone(timezone(timedelta(hours=1, minutes=30)))
     assert shifted["Label"] == f"{BUSY} peak at {local.isoformat()}"
 

@@ -9,7 +9,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.config import Config
@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from pipelines.sandbox import server as server_module
 from pipelines.sandbox.server import SandboxPortInUse, SandboxServer
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BUSY = "1mkpeoqmauub"
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
@@ -149,8 +149,8 @@ def test_clock_endpoints_move_the_sandbox_clock(serve):
 
 def test_an_unpinned_clock_follows_the_wall_clock(serve):
     server = serve(now=None)
-    before = datetime.now(timezone.utc)
-    assert before - timedelta(seconds=5) <= server.now() <= datetime.now(timezone.utc)
+    before = datetime.now(UTC)
+    assert before - timedelta(seconds=5) <= server.now() <= datetime.now(UTC)
     server.advance(timedelta(days=1))
     assert server.now() >= before + timedelta(days=1)
 

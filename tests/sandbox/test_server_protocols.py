@@ -12,7 +12,7 @@ import copy
 import json
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import botocore.session
@@ -24,7 +24,7 @@ from botocore.loaders import Loader
 
 from pipelines.sandbox.server import SandboxServer
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BUSY = "1mkpeoqmauub"
 PATCHY = "aqqhh7y183ua"
 CLOUDWATCH_PROTOCOLS = ("smithy-rpc-v2-cbor", "json", "query")

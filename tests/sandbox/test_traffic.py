@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from pipelines.sandbox.scenario import load_scenario
 from pipelines.sandbox.traffic import METRICS, Traffic
 
-ANCHOR = datetime(2026, 11, 27, tzinfo=timezone.utc)  # a Friday
+ANCHOR = datetime(2026, 11, 27, tzinfo=UTC)  # a Friday
 DAY = 1440
 SONNET_US = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 TOKEN_METRICS = (
@@ -49,7 +49,7 @@ def endpoints(traffic):
 
 
 def test_anchor_is_truncated_to_the_utc_day(demo):
-    late = Traffic(demo, seed=7, anchor=datetime(2026, 11, 27, 17, 33, tzinfo=timezone.utc))
+    late = Traffic(demo, seed=7, anchor=datetime(2026, 11, 27, 17, 33, tzinfo=UTC))
     assert late.anchor_minute == int(ANCHOR.timestamp()) // 60
     assert late.history_start_minute == late.anchor_minute - 45 * DAY
 
@@ -94,8 +94,8 @@ def test_any_sub_range_equals_the_slice_of_a_bigger_range(demo):
 def test_values_do_not_depend_on_when_they_are_asked_for(demo):
     """The server clock only masks; a minute computed today equals the same minute computed tomorrow."""
     model = app_id(demo, "us-east-1", "ticket-triage")
-    first = Traffic(demo, seed=7, anchor=datetime(2026, 11, 27, 0, 5, tzinfo=timezone.utc))
-    later = Traffic(demo, seed=7, anchor=datetime(2026, 11, 27, 23, 59, tzinfo=timezone.utc))
+    first = Traffic(demo, seed=7, anchor=datetime(2026, 11, 27, 0, 5, tzinfo=UTC))
+    later = Traffic(demo, seed=7, anchor=datetime(2026, 11, 27, 23, 59, tzinfo=UTC))
     minute = first.anchor_minute + 600
     a = first.minutes("us-east-1", model, "OutputTokenCount", minute - 90, minute + 90)
     b = later.minutes("us-east-1", model, "OutputTokenCount", minute - 90, minute + 90)

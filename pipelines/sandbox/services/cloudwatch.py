@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -256,7 +256,7 @@ def _parse_queries(params: dict[str, Any]) -> list[MetricQuery]:
 def _timezone(params: dict[str, Any]) -> timezone:
     text = (params.get("LabelOptions") or {}).get("Timezone")
     if text is None:
-        return timezone.utc
+        return UTC
     match = TIMEZONE_PATTERN.match(text)
     if match is None or int(match.group(2)) > 23 or int(match.group(3)) > 59:
         raise ApiError(
@@ -281,7 +281,7 @@ def _label(query: MetricQuery, timestamps: np.ndarray, values: np.ndarray, tz: t
     }
 
     def when(index: int) -> str:
-        moment = datetime.fromtimestamp(int(timestamps[index]), timezone.utc).astimezone(tz)
+        moment = datetime.fromtimestamp(int(timestamps[index]), UTC).astimezone(tz)
         return moment.isoformat()
 
     def number(value: float) -> str:
@@ -452,7 +452,7 @@ def get_metric_statistics(ctx: CallContext, params: dict[str, Any]) -> dict[str,
     unit = UNITS.get(metric_name, "Count")
     datapoints = []
     for stamp in stamps:
-        point: dict[str, Any] = {"Timestamp": datetime.fromtimestamp(stamp, timezone.utc)}
+        point: dict[str, Any] = {"Timestamp": datetime.fromtimestamp(stamp, UTC)}
         for stat in statistics:
             point[stat] = columns[stat][stamp]
         point["Unit"] = unit
