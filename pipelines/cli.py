@@ -85,7 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default="1min",
         help="chart bucket per window: 1min, 5min, 1hour, or JSON per window like bedrock-usage-analyzer's",
     )
-    analyze.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    analyze.add_argument("-y", "--yes", action="store_true", help="never prompt, even in a terminal")
     analyze.add_argument("-o", "--output-dir", help="where reports go (default: BUW_REPORTS or reports/out)")
     analyze.add_argument("--as-of", help="end of every window, ISO-8601 UTC (default: the current minute)")
     analyze.add_argument("--profile", help="AWS named profile (default: AWS_PROFILE)")

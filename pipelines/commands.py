@@ -25,7 +25,11 @@ def _dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
     if not settings.exists():
-        settings.write_text("telemetry:\n  enabled: false\n")
+        # One partition run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
+        # under 50 calls/s, so a backfill from the UI stays under the account's GetMetricData TPS quota.
+        settings.write_text(
+            "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+        )
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -146,6 +150,7 @@ def refresh_command(args: argparse.Namespace) -> int:
 
 
 def dev_command() -> int:
+    from pipelines.resources import WarehouseResource
     from pipelines.sandbox.server import SandboxServer
 
     home = _dagster_home()
@@ -158,6 +163,9 @@ def dev_command() -> int:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_REGION": sandbox.scenario.regions[0],
             "BUW_REGIONS": ",".join(sandbox.scenario.regions),
+            # The UI runs from the project root; these keep it on the warehouse the CLI uses from here.
+            "BUW_WAREHOUSE": str(WarehouseResource().root()),
+            "BUW_REPORTS": str(WarehouseResource().reports()),
         }
         env.pop("AWS_PROFILE", None)
         print(f"sandbox at {sandbox.endpoint_url}; starting the Dagster UI on http://127.0.0.1:3000", flush=True)
@@ -174,7 +182,8 @@ def dev_command() -> int:
 def analyze_command(args: argparse.Namespace, *, granularity: dict[str, str], as_of: datetime | None) -> int:
     from pipelines.pipeline import AnalyzeRequest, run_analyze
 
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    # -y/--yes: never prompt, even in a terminal (for scripts run from one).
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.yes
     region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region is None:
         if not interactive:
@@ -190,8 +199,7 @@ def analyze_command(args: argparse.Namespace, *, granularity: dict[str, str], as
         output_dir=Path(args.output_dir).resolve() if args.output_dir else None,
         profile=args.profile,
         days=args.days,
-        interactive=interactive and not args.yes,
-        assume_yes=args.yes,
+        interactive=interactive,
     )
     _dagster_home()
     try:

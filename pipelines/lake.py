@@ -9,6 +9,7 @@ the new one, never half of one, and a re-run of a partition replaces it.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -142,8 +143,13 @@ def write_partition(lake: Path, partition: Partition, table: pa.Table) -> Path:
     directory = partition.directory(lake)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(".*.tmp"):
-        # Left by a run killed mid-write; never visible to readers (they read *.parquet only).
-        stale.unlink(missing_ok=True)
+        # Left by a run killed mid-write; never visible to readers (they read *.parquet only). A young one may
+        # belong to a writer still at work on this partition, so only hour-old leftovers go.
+        try:
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
     temporary = directory / f".{uuid.uuid4().hex}.tmp"
     pq.write_table(table, temporary, compression="zstd")
     final = directory / PARTITION_FILE

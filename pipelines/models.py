@@ -214,6 +214,9 @@ def build_order(models: Iterable[SqlModel]) -> list[str]:
 def bind_inputs(connection: duckdb.DuckDBPyConnection, *, lake: Path, as_of: datetime) -> None:
     """Set ``as_of`` and the ``lake_<dataset>`` globs as DuckDB variables and (re)create the ``raw_*`` views."""
     connection.execute("set variable as_of = ?", [whole_minute(as_of)])
+    # Tables have no row order to keep (every reader orders what it needs), and keeping it costs DuckDB a
+    # serialising step on each 40-million-row scan.
+    connection.execute("set preserve_insertion_order = false")
     for dataset in DATASETS:
         variable = f"lake_{dataset}"
         connection.execute(f"set variable {variable} = ?", [dataset_glob(lake, dataset)])

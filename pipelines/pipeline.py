@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +18,8 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.errors import UserError, explain
+from pipelines.report import SUMMARY_WINDOW
 from pipelines.resources import AwsResource, WarehouseResource, current_minute
-
-SUMMARY_WINDOW = "30d"
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,6 @@ class AnalyzeRequest:
     profile: str | None = None
     days: int = 30
     interactive: bool = False
-    assume_yes: bool = True
 
 
 @dataclass(frozen=True)
@@ -192,7 +191,7 @@ def summary_rows(warehouse: WarehouseResource, endpoints: Iterable[tuple[str, st
     """(region, endpoint, p90 TPM, peak TPM, utilisation of the TPM quota at p90 and at peak, throttled minutes).
 
     TPM is input + output tokens; utilisation is of quota TPM (with the output burndown), which is what the
-    quota counts. Both over the 30-day window.
+    quota counts. All over the report index's window (SUMMARY_WINDOW), so the terminal and the index agree.
     """
     wanted = set(endpoints) if endpoints is not None else None
     with warehouse.connect(read_only=True) as connection:
@@ -205,17 +204,15 @@ def summary_rows(warehouse: WarehouseResource, endpoints: Iterable[tuple[str, st
                 where series_id = '*' and metric = 'tpm' and "window" = $window
             ),
             throttled as (
-                select region, endpoint, count(*) as minutes
-                from endpoint_minute
-                where throttles > 0 and ts >= $as_of - interval 30 day and ts < $as_of
-                group by region, endpoint
+                select region, endpoint, throttled_minutes as minutes
+                from throttle_attribution
+                where series_id = '*' and "window" = $window
             )
             select tpm.region, tpm.endpoint, tpm.p90, tpm.max, coalesce(throttled.minutes, 0) as throttled_minutes
             from tpm left join throttled using (region, endpoint)
             order by tpm.region, tpm.max desc nulls last
         """
-        as_of = connection.execute("select max(as_of) from window_stats").fetchone()[0]
-        rows = connection.execute(query, {"window": SUMMARY_WINDOW, "as_of": as_of}).fetchall()
+        rows = connection.execute(query, {"window": SUMMARY_WINDOW}).fetchall()
         utilisation = {}
         if headroom:
             for region, endpoint, p90, peak in connection.execute(
@@ -244,7 +241,7 @@ def print_summary(console, rows: Sequence[tuple], index: Path | None) -> None:
     def percent(value) -> str:
         return "no quota" if value is None else f"{value * 100:.1f} %"
 
-    table = Table(title=f"Last {SUMMARY_WINDOW[:-1]} days per endpoint", show_lines=False)
+    table = Table(title=f"Last {SUMMARY_WINDOW[:-1]} days per endpoint (as in the report index)", show_lines=False)
     headers = (
         "region",
         "endpoint",
@@ -445,6 +442,24 @@ def _finish(console, warehouse, as_of, results, endpoints) -> RunSummary:
     )
 
 
+@contextmanager
+def _sandbox_credentials(endpoint_url: str) -> Iterator[None]:
+    """Dummy credentials and the sandbox endpoint for the demo; the caller's AWS settings come back after it."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": endpoint_url})
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_demo(
     scenario: str = "demo", as_of: datetime | None = None, output_dir: Path | None = None, console=None
 ) -> RunSummary:
@@ -457,16 +472,7 @@ def run_demo(
         sandbox = SandboxServer(scenario, now=as_of, port=0)
     except (ScenarioError, FileNotFoundError) as error:
         raise UserError(f"cannot load scenario {scenario!r}: {error}") from None
-    with sandbox:
-        os.environ.update(
-            {
-                "AWS_ACCESS_KEY_ID": "test",
-                "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_ENDPOINT_URL": sandbox.endpoint_url,
-            }
-        )
-        os.environ.pop("AWS_PROFILE", None)
-        os.environ.pop("AWS_SESSION_TOKEN", None)
+    with sandbox, _sandbox_credentials(sandbox.endpoint_url):
         regions = list(sandbox.scenario.regions)
         as_of = sandbox.now().replace(tzinfo=None, second=0, microsecond=0)
         console.print(
@@ -505,7 +511,10 @@ def rerender_reports(
                 ).fetchall()
             ]
     with warehouse.connect(read_only=True) as connection:
-        stored = connection.execute("select max(as_of) from window_stats").fetchone()[0]
+        built = connection.execute("select count(*) from duckdb_tables() where table_name = 'window_stats'").fetchone()
+        stored = connection.execute("select max(as_of) from window_stats").fetchone()[0] if built[0] else None
+    if stored is None and as_of is None:
+        raise UserError("the warehouse holds no usage yet; run `buw analyze` (or pass --as-of to build the marts).")
     # A new as_of moves every window, so the marts are rebuilt first; otherwise only the pages are rendered.
     build_models_and_reports(warehouse, as_of or stored, endpoints=endpoints, steps="all" if as_of else "reports")
     _finish(console, warehouse, as_of or stored, [], endpoints)

@@ -695,6 +695,9 @@ def _snapshot_metadata(result: SnapshotResult, listed_at: datetime) -> dict:
 
 @dg.asset(
     partitions_def=metric_partitions,
+    # One pool for every partition run: its limit (dagster.yaml, concurrency.pools) bounds how many read
+    # CloudWatch at once, so a 30-day backfill of many regions stays within the account's GetMetricData TPS.
+    pool="cloudwatch",
     group_name="extract",
     kinds={"aws", "cloudwatch", "parquet"},
 )

@@ -1,11 +1,13 @@
 """The report asset: HTML + JSON per endpoint and an index page, rendered from the marts."""
 
 import json
+import os
+from datetime import datetime
 
 import dagster as dg
 
 from pipelines.report import ReportError, render_reports
-from pipelines.resources import WarehouseResource, run_as_of
+from pipelines.resources import AS_OF_TAG, WarehouseResource, run_as_of
 
 # Run tags `buw analyze` sets: which (region, endpoint) pairs to render (JSON list) and the chart bucket per
 # window (JSON object, from --granularity). Without them every endpoint is rendered at the default buckets.
@@ -23,6 +25,19 @@ REPORT_INPUTS = (
 )
 
 
+def _report_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource, connection) -> datetime:
+    """The run's as_of when this run also builds the marts or pins one; else the as_of the marts were built for.
+
+    Rendering alone (materialising only `reports` in the UI) must use the windows the marts hold, not the minute
+    the run was created, which the marts were never built for.
+    """
+    built_here = any(key.to_user_string() == "window_stats" for key in (context.run.asset_selection or ()))
+    if built_here or AS_OF_TAG in context.run.tags or warehouse.as_of or os.environ.get("BUW_AS_OF"):
+        return run_as_of(context, warehouse)
+    stored = connection.execute("select max(as_of) from window_stats").fetchone()[0]
+    return stored if stored is not None else run_as_of(context, warehouse)
+
+
 @dg.asset(
     name="reports",
     group_name="report",
@@ -31,12 +46,12 @@ REPORT_INPUTS = (
 )
 def reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Renders reports/templates/ (Jinja2 + Plotly, plotly.js inline) for every endpoint into BUW_REPORTS."""
-    as_of = run_as_of(context, warehouse)
     tags = context.run.tags
+    out_dir = warehouse.reports()
     select = [tuple(pair) for pair in json.loads(tags[ENDPOINTS_TAG])] if ENDPOINTS_TAG in tags else None
     granularity = json.loads(tags[GRANULARITY_TAG]) if GRANULARITY_TAG in tags else None
-    out_dir = warehouse.reports()
     with warehouse.connect(read_only=True) as connection:
+        as_of = _report_as_of(context, warehouse, connection)
         try:
             files = render_reports(connection, out_dir, as_of=as_of, select=select, chart_granularity=granularity)
         except ReportError as error:

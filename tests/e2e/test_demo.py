@@ -202,3 +202,18 @@ def test_cli_runs_show_in_the_dagster_instance(demo):
         # Other tests of this module add runs of their own (one fails on purpose); the demo's run succeeded.
         demo_runs = [run for run in instance.get_runs() if run.tags.get("buw/as_of", "").startswith("2026-11-20T12:00")]
         assert demo_runs and all(run.status == dg.DagsterRunStatus.SUCCESS for run in demo_runs)
+
+
+def test_materializing_only_the_reports_uses_the_as_of_the_marts_were_built_for(demo, tmp_path):
+    """In the UI a user may materialise `reports` alone, long after the models ran."""
+    import dagster as dg
+
+    from pipelines.assets.report import reports
+    from pipelines.resources import WarehouseResource
+
+    root, _, _ = demo
+    warehouse = WarehouseResource(warehouse_dir=str(root / "warehouse"), reports_dir=str(tmp_path / "out"))
+    result = dg.materialize([reports], resources={"warehouse": warehouse})
+    assert result.success
+    assert (tmp_path / "out" / "index.html").exists()
+    assert any(page.name.endswith("-20261120T1200Z.html") for page in (tmp_path / "out").glob("*/*.html"))
