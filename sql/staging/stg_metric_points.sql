@@ -1,11 +1,11 @@
 -- CloudWatch datapoints of the AWS/Bedrock namespace, de-duplicated, with one column per (metric, statistic).
 -- Grain: one row per region x series_id x period_s x ts (bucket start, naive UTC).
 --
--- A datapoint may be fetched more than once (a day is re-read while it fills up); for every
--- (region, series, metric, statistic, period, ts) the value with the latest fetched_at wins. Naming each
--- (metric, statistic) pair as a column happens in the same aggregation as the de-duplication because this is
--- the largest table of the warehouse (about nine raw rows per series-minute): one hash aggregation instead of
--- two.
+-- A datapoint is fetched more than once (a day is re-read while it fills up), but the lake holds it once: the
+-- extract replaces the re-read range of a partition, and the blocking check no_duplicate_points proves on
+-- every build that no (region, series, metric, statistic, period, ts) appears twice in the raw files. So the
+-- pivot below takes the one value of each pair; this is the largest table of the warehouse (about nine raw
+-- rows per series-minute) and a plain max is the cheapest aggregate that does it.
 
 with source as (
     select * from raw_metric_points
@@ -62,19 +62,19 @@ latest as (
         series_id,
         period_s,
         ts,
-        arg_max(value, fetched_at) filter (where measure = 1) as invocations,
-        arg_max(value, fetched_at) filter (where measure = 2) as input_tokens,
-        arg_max(value, fetched_at) filter (where measure = 3) as output_tokens,
-        arg_max(value, fetched_at) filter (where measure = 4) as cache_read_tokens,
-        arg_max(value, fetched_at) filter (where measure = 5) as cache_write_tokens,
-        arg_max(value, fetched_at) filter (where measure = 6) as throttles,
-        arg_max(value, fetched_at) filter (where measure = 7) as client_errors,
-        arg_max(value, fetched_at) filter (where measure = 8) as server_errors,
-        arg_max(value, fetched_at) filter (where measure = 9) as estimated_tpm_quota_usage,
-        arg_max(value, fetched_at) filter (where measure = 10) as latency_avg_ms,
-        arg_max(value, fetched_at) filter (where measure = 11) as latency_samples,
-        arg_max(value, fetched_at) filter (where measure = 12) as ttft_avg_ms,
-        arg_max(value, fetched_at) filter (where measure = 13) as ttft_samples
+        max(value) filter (where measure = 1) as invocations,
+        max(value) filter (where measure = 2) as input_tokens,
+        max(value) filter (where measure = 3) as output_tokens,
+        max(value) filter (where measure = 4) as cache_read_tokens,
+        max(value) filter (where measure = 5) as cache_write_tokens,
+        max(value) filter (where measure = 6) as throttles,
+        max(value) filter (where measure = 7) as client_errors,
+        max(value) filter (where measure = 8) as server_errors,
+        max(value) filter (where measure = 9) as estimated_tpm_quota_usage,
+        max(value) filter (where measure = 10) as latency_avg_ms,
+        max(value) filter (where measure = 11) as latency_samples,
+        max(value) filter (where measure = 12) as ttft_avg_ms,
+        max(value) filter (where measure = 13) as ttft_samples
     from measured
     group by region, series_id, period_s, ts
 )

@@ -32,12 +32,16 @@ def test_duplicate_points_are_counted(lake: FixtureLake) -> None:
         {"duplicate_keys": 0, "examples": ""},
     )
 
-    connection.execute(
-        "insert into stg_metric_points select * from stg_metric_points where series_id = ?", [US_SONNET_4]
-    )
+
+def test_a_datapoint_held_twice_in_the_lake_fails_the_check(lake: FixtureLake) -> None:
+    # What a broken writer would leave: the same datapoint from two fetches in one partition file.
+    lake.point(US_SONNET_4, "InputTokenCount", AS_OF - timedelta(minutes=3), 10, fetched_at=AS_OF - timedelta(hours=1))
+    lake.point(US_SONNET_4, "InputTokenCount", AS_OF - timedelta(minutes=3), 70, fetched_at=AS_OF)
+    connection = built(lake)
     outcome = check_duplicate_points(connection, lake=lake.root, as_of=AS_OF)
-    assert (outcome.passed, outcome.violations) == (False, 3)
-    assert f"{US_SONNET_4} period 60s at 2025-06-10 11:57: 2 rows" in outcome.metadata["examples"]
+    assert (outcome.passed, outcome.violations) == (False, 1)
+    # built() writes that minute too: three copies of one datapoint, one key in violation.
+    assert f"{US_SONNET_4} InputTokenCount Sum period 60s at 2025-06-10 11:57: 3 rows" in outcome.metadata["examples"]
 
 
 def test_a_minute_in_usage_minute_twice_is_counted(lake: FixtureLake) -> None:

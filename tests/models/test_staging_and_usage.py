@@ -11,17 +11,18 @@ AS_OF = datetime(2025, 6, 10, 12, 0)
 T = AS_OF - timedelta(minutes=30)
 
 
-def test_a_refetched_datapoint_keeps_the_latest_fetch(lake: FixtureLake) -> None:
-    # Written in an order where the latest fetch is neither first nor last.
-    lake.point(SONNET_4, "InputTokenCount", T, 10, fetched_at=datetime(2025, 6, 10, 11, 40))
-    lake.point(SONNET_4, "InputTokenCount", T, 70, fetched_at=datetime(2025, 6, 10, 11, 59))
-    lake.point(SONNET_4, "InputTokenCount", T, 40, fetched_at=datetime(2025, 6, 10, 11, 50))
-    lake.point(SONNET_4, "OutputTokenCount", T, 5, fetched_at=datetime(2025, 6, 10, 11, 40))
+def test_each_metric_and_statistic_becomes_one_column_of_its_minute(lake: FixtureLake) -> None:
+    lake.point(SONNET_4, "InputTokenCount", T, 70)
+    lake.point(SONNET_4, "OutputTokenCount", T, 5)
+    lake.point(SONNET_4, "InvocationLatency", T, 900, stat="Average")
+    lake.point(SONNET_4, "InvocationLatency", T, 3, stat="SampleCount")
     connection = lake.build(AS_OF)
 
-    assert rows(connection, "select series_id, period_s, ts, input_tokens, output_tokens from stg_metric_points") == [
-        (SONNET_4, 60, T, 70.0, 5.0)
-    ]
+    assert rows(
+        connection,
+        "select series_id, period_s, ts, input_tokens, output_tokens, latency_avg_ms, latency_samples "
+        "from stg_metric_points",
+    ) == [(SONNET_4, 60, T, 70.0, 5.0, 900.0, 3.0)]
     assert rows(connection, "select input_tokens, output_tokens, tpm from usage_minute") == [(70.0, 5.0, 75.0)]
 
 
