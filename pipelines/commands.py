@@ -27,9 +27,7 @@ def _dagster_home() -> Path:
     if not settings.exists():
         # One partition run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
         # under 50 calls/s, so a backfill from the UI stays under the account's GetMetricData TPS quota.
-        settings.write_text(
-            "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
-        )
+        settings.write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
