@@ -18,6 +18,7 @@ every minute.
 from __future__ import annotations
 
 import functools
+import glob
 import html
 import json
 import logging
@@ -216,6 +217,24 @@ def safe_filename(text: str) -> str:
 def report_stem(endpoint: str, as_of: datetime) -> str:
     """``<endpoint-safe-name>-<as_of YYYYmmddTHHMMZ>``, the file name of a report without extension."""
     return f"{safe_filename(endpoint)}-{_utc(as_of).strftime('%Y%m%dT%H%MZ')}"
+
+
+KEEP_PAGES = 3
+"""Pages kept per endpoint: the hourly schedule writes one per as_of, at up to 5 MB each."""
+
+_AS_OF_SUFFIX = re.compile(r"-\d{8}T\d{4}Z$")
+
+
+def _prune_older_pages(folder: Path, stem: str, keep: int = KEEP_PAGES) -> None:
+    """Delete an endpoint's pages (and their JSON) older than its ``keep`` newest as_of values."""
+    prefix = _AS_OF_SUFFIX.sub("", stem)
+    pages = sorted(
+        (path for path in folder.glob(f"{glob.escape(prefix)}-*.html") if _AS_OF_SUFFIX.sub("", path.stem) == prefix),
+        key=lambda path: path.stem[len(prefix) + 1 :],
+    )
+    for old in pages[:-keep]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
 
 
 def script_json(value: Any) -> str:
@@ -1597,7 +1616,11 @@ def render_reports(
     alerts = _headroom_alerts(connection, _check_marts(connection))
     out_dir = Path(out_dir)
     as_of = _utc(as_of)
-    known = connection.execute("select distinct region, endpoint from endpoints order by region, endpoint").fetchall()
+    # Endpoints with usage: a region lists about a hundred system profiles, most never called, and a page for
+    # each would be noise (and 5 MB apiece).
+    known = connection.execute(
+        "select distinct region, endpoint from endpoint_minute order by region, endpoint"
+    ).fetchall()
     if select is None:
         pairs = [(str(region), str(endpoint)) for region, endpoint in known]
     else:
@@ -1606,8 +1629,8 @@ def render_reports(
         if unknown:
             region, endpoint = unknown[0]
             raise ReportError(
-                f"Endpoint {endpoint!r} in region {region!r} is not in the warehouse; list the endpoints with "
-                "`select distinct region, endpoint from endpoints` and pick one of them."
+                f"Endpoint {endpoint!r} in region {region!r} has no usage in the warehouse; list those that do with "
+                "`select distinct region, endpoint from endpoint_minute` and pick one of them."
             )
         pairs = wanted
     stems = _unique_stems(pairs, as_of)
@@ -1637,6 +1660,7 @@ def render_reports(
         html_path, json_path = folder / f"{stem}.html", folder / f"{stem}.json"
         written = _write_atomic(html_path, page)
         _write_atomic(json_path, _document_json(report))
+        _prune_older_pages(folder, stem)
         files.append(ReportFile("endpoint", region, endpoint, html_path, json_path, written))
         reports.append(report)
         links.append(f"{safe_filename(region)}/{stem}.html")

@@ -226,13 +226,15 @@ def lake_model_ids(lake: Path, region: str) -> set[str]:
 
 
 def model_ids_to_fetch(clients: ClientCache, lake: Path, region: str) -> list[str]:
-    """ListMetrics' ModelIds, plus those already in the lake, plus every inference profile id of the region.
+    """ListMetrics' ModelIds, plus those already in the lake, plus the region's application profile ids.
 
-    ListMetrics hides series idle for two weeks; the lake and the profile list bring them back, so a quiet
-    application profile still gets its (empty) series read and a day backfilled later is not missing it.
+    ListMetrics hides series idle for two weeks; the lake and the application profiles bring them back, so a
+    quiet application profile still gets its series read and a day backfilled later is not missing it. System
+    profiles are not added: AWS defines about a hundred per region, GetMetricData bills every metric asked for,
+    and one with traffic shows in ListMetrics (or, once seen, in the lake).
     """
     from_metrics = list_model_ids(clients("cloudwatch", region))
-    profiles = list_inference_profiles(clients("bedrock", region))
+    profiles = list_inference_profiles(clients("bedrock", region), "APPLICATION")
     return sorted(set(from_metrics) | lake_model_ids(lake, region) | {p.profile_id for p in profiles})
 
 

@@ -694,3 +694,16 @@ def test_rendering_one_endpoint_keeps_every_endpoint_in_the_index(warehouse, tmp
         )
         assert {k: v for k, v in row.items() if k != "link"} == {k: v for k, v in expected.items() if k != "link"}
         assert (row["link"] is not None) == (row["endpoint"] == GEO)
+
+
+def test_only_the_newest_pages_of_an_endpoint_are_kept(tmp_path):
+    from pipelines.report import KEEP_PAGES, _prune_older_pages
+
+    stems = [f"us.anthropic.claude-sonnet-4-5-v1_0-202611{day:02d}T1200Z" for day in range(10, 16)]
+    neighbour = "us.anthropic.claude-sonnet-4-5-v1_0-extra-20261110T1200Z"  # another endpoint's page
+    for stem in [*stems, neighbour]:
+        (tmp_path / f"{stem}.html").write_text("page")
+        (tmp_path / f"{stem}.json").write_text("{}")
+    _prune_older_pages(tmp_path, stems[-1])
+    assert sorted(path.stem for path in tmp_path.glob("*.html")) == sorted([*stems[-KEEP_PAGES:], neighbour])
+    assert sorted(path.stem for path in tmp_path.glob("*.json")) == sorted([*stems[-KEEP_PAGES:], neighbour])
