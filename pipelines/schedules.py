@@ -29,6 +29,22 @@ refresh_job = dg.define_asset_job(
 )
 
 
+def _partitions_in_flight(instance: dg.DagsterInstance) -> set[str]:
+    """Partition keys of metrics_job runs that are queued or running."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=metrics_job.name,
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        )
+    )
+    return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}
+
+
 @dg.schedule(
     job=metrics_job,
     cron_schedule="2 * * * *",
@@ -41,8 +57,12 @@ def hourly_metrics(context: dg.ScheduleEvaluationContext, aws: AwsResource, ware
     moment = (context.scheduled_execution_time or datetime.now(UTC)).astimezone(UTC)
     as_of = moment.replace(tzinfo=None, second=0, microsecond=0)
     held = held_partitions(warehouse.lake(), as_of)
+    busy = _partitions_in_flight(context.instance)
     for region, day in partitions_to_refresh(as_of, held, aws.target_regions()):
         key = dg.MultiPartitionKey({"date": day.isoformat(), "region": region})
+        if str(key) in busy:
+            # A backfill run of it is still queued or running (a first backfill outlasts an hour).
+            continue
         yield dg.RunRequest(
             run_key=f"{key}@{moment:%Y-%m-%dT%H}", partition_key=key, tags={AS_OF_TAG: as_of.isoformat()}
         )

@@ -8,7 +8,7 @@ import dagster as dg
 
 from pipelines import lake as lake_io
 from pipelines.resources import AwsResource, WarehouseResource
-from pipelines.schedules import hourly_metrics, hourly_refresh
+from pipelines.schedules import hourly_metrics, hourly_refresh, metrics_job
 
 REGIONS = ["us-east-1", "us-west-2"]
 
@@ -36,14 +36,16 @@ def _hold_days(lake, region: str, first: date, last: date) -> None:
 
 
 def _requests(tmp_path, moment: datetime) -> list[str]:
-    context = dg.build_schedule_context(
-        scheduled_execution_time=moment,
-        resources={
-            "aws": AwsResource(regions=REGIONS),
-            "warehouse": WarehouseResource(warehouse_dir=str(tmp_path / "warehouse")),
-        },
-    )
-    return sorted(str(request.partition_key) for request in hourly_metrics(context))
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=moment,
+            resources={
+                "aws": AwsResource(regions=REGIONS),
+                "warehouse": WarehouseResource(warehouse_dir=str(tmp_path / "warehouse")),
+            },
+        )
+        return sorted(str(request.partition_key) for request in hourly_metrics(context))
 
 
 def test_first_tick_backfills_30_days_of_every_region(tmp_path):
@@ -86,3 +88,28 @@ def test_refresh_schedule_pins_as_of_to_the_metrics_tick():
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 13, 12, tzinfo=UTC))
     request = hourly_refresh(context)
     assert request.tags["buw/as_of"].startswith("2026-11-20T13:02")
+
+
+def test_partitions_whose_runs_are_still_in_flight_are_not_requested_again(tmp_path):
+    with dg.instance_for_test() as instance:
+        for day, status in (("2026-11-05", dg.DagsterRunStatus.STARTED), ("2026-11-06", dg.DagsterRunStatus.FAILURE)):
+            instance.add_run(
+                dg.DagsterRun(
+                    job_name=metrics_job.name,
+                    run_id=f"run-{day}",
+                    status=status,
+                    tags={"dagster/partition": f"{day}|us-east-1"},
+                )
+            )
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 20, 13, 2, tzinfo=UTC),
+            resources={
+                "aws": AwsResource(regions=["us-east-1"]),
+                "warehouse": WarehouseResource(warehouse_dir=str(tmp_path / "warehouse")),
+            },
+        )
+        keys = {str(request.partition_key) for request in hourly_metrics(context)}
+    assert "2026-11-05|us-east-1" not in keys  # still running
+    assert "2026-11-06|us-east-1" in keys  # failed: asked for again
+    assert len(keys) == 30
