@@ -288,16 +288,24 @@ def resolve_endpoints(warehouse: WarehouseResource, region: str, model_ids: Sequ
             {"region": region},
         ).fetchall()
     lookup: dict[str, str] = {}
+    profiled: dict[str, set[str]] = {}
     for series_id, endpoint, profile_arn, base_model_id in rows:
         for key in (series_id, endpoint, profile_arn):
             if key:
                 lookup.setdefault(key, endpoint)
         if base_model_id and base_model_id == endpoint:
             lookup.setdefault(base_model_id, endpoint)
+        elif base_model_id:
+            profiled.setdefault(base_model_id, set()).add(endpoint)
     resolved = []
     for model_id in model_ids:
         key = model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") and model_id not in lookup else model_id
         endpoint = lookup.get(model_id) or lookup.get(key)
+        if endpoint is None and model_id in profiled:
+            raise UserError(
+                f"{model_id!r} has no usage of its own in {region}; it is called through "
+                f"{', '.join(sorted(profiled[model_id]))}: pass one of those to -m."
+            )
         if endpoint is None:
             known = ", ".join(sorted({value for value in lookup.values()})[:6])
             raise UserError(

@@ -70,3 +70,9 @@ def boto3_client(aws_env: dict[str, str], _botocore_loader: Any) -> Callable[...
         return boto3.session.Session(botocore_session=session).client(service, region_name=region, **kwargs)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # A developer's own quota-overrides.yaml (or cached metadata) must not change what the tests see.
+    monkeypatch.setenv("BUW_DATA_DIR", str(tmp_path_factory.mktemp("buw-data")))
