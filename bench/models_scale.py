@@ -50,8 +50,10 @@ MODELS = (
     "endpoint_minute",
     "tpd_daily",
     "window_stats",
+    "tag_assignments",
     "tag_attribution",
     "throttle_attribution",
+    "throttle_tag_attribution",
 )
 METRICS = (
     ("Invocations", "Sum"),

@@ -18,62 +18,8 @@ horizon as (
     select max(window_minutes) as minutes from windows
 ),
 
-series as (
-    select
-        region,
-        endpoint,
-        series_id,
-        is_application_profile,
-        profile_arn
-    from endpoints
-),
-
-series_tags as (
-    select
-        series.region,
-        series.series_id,
-        tags.tag_key,
-        tags.tag_value
-    from series
-    inner join stg_profile_tags as tags
-        on
-            series.region = tags.region
-            and series.profile_arn = tags.profile_arn
-    where series.is_application_profile
-),
-
-endpoint_keys as (
-    select distinct
-        series.region,
-        series.endpoint,
-        series_tags.tag_key
-    from series_tags
-    inner join series
-        on
-            series_tags.region = series.region
-            and series_tags.series_id = series.series_id
-),
-
 assignments as (
-    select
-        series.region,
-        series.endpoint,
-        series.series_id,
-        endpoint_keys.tag_key,
-        case
-            when not series.is_application_profile then '(direct)'
-            else coalesce(series_tags.tag_value, '(untagged)')
-        end as tag_value
-    from endpoint_keys
-    inner join series
-        on
-            endpoint_keys.region = series.region
-            and endpoint_keys.endpoint = series.endpoint
-    left join series_tags
-        on
-            series.region = series_tags.region
-            and series.series_id = series_tags.series_id
-            and endpoint_keys.tag_key = series_tags.tag_key
+    select * from tag_assignments
 ),
 
 -- One small integer per (endpoint, tag key, tag value): the per-minute sums below group millions of rows, and

@@ -34,7 +34,9 @@ OWN_MARTS = (
     "endpoint_minute",
     "window_stats",
     "tpd_daily",
+    "tag_assignments",
     "tag_attribution",
+    "throttle_tag_attribution",
     "throttle_attribution",
 )
 OWN_MODELS = tuple(model.name for model in discover_models() if model.layer == "staging") + OWN_MARTS

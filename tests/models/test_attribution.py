@@ -125,3 +125,29 @@ def test_a_profile_whose_tags_were_all_removed_is_untagged(lake: FixtureLake) ->
         """select tag_value, tokens, share from tag_attribution
         where "window" = '1h' and tag_key = 'team' order by tag_value""",
     ) == [("(untagged)", 100.0, 0.25), ("b", 300.0, 0.75)]
+
+
+def test_throttle_tag_attribution_groups_the_throttled_minutes_by_tag(lake: FixtureLake) -> None:
+    lake.profile(US_SONNET_4, US_SONNET_4_ARNS, kind="SYSTEM")
+    for profile_id in ("profileaaaaa", "profilebbbbb", "profileccccc"):
+        lake.profile(profile_id, US_SONNET_4_ARNS)
+    lake.tags("profileaaaaa", {"team": "search"})
+    lake.tags("profilebbbbb", {"team": "search"})
+    # Minute -3 throttled: A 100, B 300, direct 50. Minute -2 not throttled. Minute -1 throttled: C 200 (untagged).
+    lake.minute("profileaaaaa", minutes_before(3), input=100, throttles=2, invocations=1)
+    lake.minute("profilebbbbb", minutes_before(3), input=300, invocations=2)
+    lake.minute(US_SONNET_4, minutes_before(3), input=50, invocations=1)
+    lake.minute("profileaaaaa", minutes_before(2), input=999, invocations=9)
+    lake.minute("profileccccc", minutes_before(1), input=200, throttles=1, invocations=1)
+    connection = lake.build(AS_OF)
+
+    assert rows(
+        connection,
+        "select tag_value, throttles, throttled_minutes, tokens_in_throttled_minutes, share, "
+        "invocations_in_throttled_minutes from throttle_tag_attribution "
+        "where \"window\" = '1h' and tag_key = 'team' order by tag_value",
+    ) == [
+        ("(direct)", 0.0, 1, 50.0, pytest.approx(50 / 650), 1.0),
+        ("(untagged)", 1.0, 1, 200.0, pytest.approx(200 / 650), 1.0),
+        ("search", 2.0, 1, 400.0, pytest.approx(400 / 650), 3.0),
+    ]
