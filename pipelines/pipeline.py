@@ -98,21 +98,9 @@ def extract_metrics(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipelines.assets.extract import (
-        ClientCache,
-        extract_metrics_partition,
-        held_partitions,
-        model_ids_to_fetch,
-        partitions_to_refresh,
-    )
+    from pipelines.assets.extract import ExtractResult, refresh_metrics
 
-    lake = warehouse.lake()
-    todo = partitions_to_refresh(as_of, held_partitions(lake, as_of), regions, days)
-    todo = sorted(todo, key=lambda key: (key[0], key[1]))
     instance = _instance()
-    clients = ClientCache(aws)
-    model_ids = {region: model_ids_to_fetch(clients, lake, region) for region in {region for region, _ in todo}}
-    results = []
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -123,29 +111,29 @@ def extract_metrics(
         transient=False,
         disable=not console.is_terminal,
     ) as progress:
-        tasks = {
-            region: progress.add_task(f"CloudWatch {region}", total=sum(1 for r, _ in todo if r == region), detail="")
-            for region in regions
-        }
-        for region, day in todo:
-            result = extract_metrics_partition(
-                aws, lake, region, day, as_of, account_id, clients=clients, model_ids=model_ids[region], now=now
-            )
-            results.append(result)
-            key = dg.MultiPartitionKey({"date": day.isoformat(), "region": region})
-            _record(
-                instance,
-                "metric_points",
-                {
-                    "calls": result.stats.calls,
-                    "metrics_requested": result.stats.metrics_requested,
-                    "datapoints": result.stats.datapoints,
-                    "rows": result.rows,
-                    "as_of": as_of.isoformat() + "Z",
-                },
-                partition=str(key),
-            )
-            progress.update(tasks[region], advance=1, detail=f"{day.isoformat()} {result.stats.calls} calls")
+        tasks: dict[str, int] = {}
+
+        def planned(todo: list) -> None:
+            for region in regions:
+                total = sum(1 for planned_region, _ in todo if planned_region == region)
+                tasks[region] = progress.add_task(f"CloudWatch {region}", total=total, detail="")
+
+        def landed(result: ExtractResult) -> None:
+            key = dg.MultiPartitionKey({"date": result.day.isoformat(), "region": result.region})
+            metadata = {
+                "calls": result.stats.calls,
+                "metrics_requested": result.stats.metrics_requested,
+                "datapoints": result.stats.datapoints,
+                "rows": result.rows,
+                "as_of": as_of.isoformat() + "Z",
+            }
+            _record(instance, "metric_points", metadata, partition=str(key))
+            detail = f"{result.day.isoformat()} {result.stats.calls} calls"
+            progress.update(tasks[result.region], advance=1, detail=detail)
+
+        results = refresh_metrics(
+            aws, warehouse.lake(), as_of, regions, account_id, days, now=now, on_plan=planned, on_partition=landed
+        )
     if not console.is_terminal:
         calls = sum(result.stats.calls for result in results)
         console.print(f"read {len(results)} metric partitions with {calls} GetMetricData calls")

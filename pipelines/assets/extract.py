@@ -13,7 +13,7 @@ assets only resolve settings, call them and report what it cost.
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -462,20 +462,29 @@ def refresh_metrics(
     regions: Iterable[str],
     account_id: str,
     days: int = BACKFILL_DAYS,
+    *,
+    now: datetime | None = None,
+    on_plan: Callable[[list[tuple[str, date]]], None] | None = None,
+    on_partition: Callable[[ExtractResult], None] | None = None,
 ) -> list[ExtractResult]:
-    """One incremental run without Dagster: every partition ``partitions_to_refresh`` names, oldest day first.
+    """One incremental run without Dagster: every partition ``partitions_to_refresh`` names, by region then day.
 
     The first run backfills ``days`` days; later runs read today (and yesterday just after midnight) plus any
     day a missed or failed run left incomplete. Stops at the first failing partition; partitions written
-    before it stay written, and the next run picks up the rest.
+    before it stay written, and the next run picks up the rest. ``now`` is AWS's clock (read from STS per
+    region when not given); ``on_plan`` gets the partitions before any is read and ``on_partition`` each result
+    as it lands (the CLI draws its progress bars and records Dagster materializations with them).
     """
-    todo = partitions_to_refresh(as_of, held_partitions(lake, as_of), regions, days)
+    todo = sorted(partitions_to_refresh(as_of, held_partitions(lake, as_of), regions, days))
+    if on_plan is not None:
+        on_plan(todo)
     clients = ClientCache(aws)
     regions_todo = {region for region, _ in todo}
     model_ids = {region: model_ids_to_fetch(clients, lake, region) for region in regions_todo}
-    clocks = {region: identity_for(aws, region)[1] for region in regions_todo}
-    return [
-        extract_metrics_partition(
+    clocks = {region: now or identity_for(aws, region)[1] for region in regions_todo}
+    results = []
+    for region, day in todo:
+        result = extract_metrics_partition(
             aws,
             lake,
             region,
@@ -486,8 +495,10 @@ def refresh_metrics(
             model_ids=model_ids[region],
             now=clocks[region],
         )
-        for region, day in sorted(todo, key=lambda key: (key[1], key[0]))
-    ]
+        results.append(result)
+        if on_partition is not None:
+            on_partition(result)
+    return results
 
 
 # Snapshots ---

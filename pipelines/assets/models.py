@@ -38,7 +38,7 @@ RAW_INPUTS = {
 # Python models: name -> (tables it reads, builder(connection, lake=, as_of=) -> rows).
 PYTHON_MODELS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
     "quota_map": (
-        ("stg_service_quotas_history", "stg_foundation_models", "stg_inference_profiles", "endpoints"),
+        ("stg_service_quotas_history", "stg_foundation_models", "stg_inference_profiles", "stg_metric_points"),
         lambda connection, lake, as_of: build_quota_map(connection, as_of=as_of, lake=lake),
     ),
 }
