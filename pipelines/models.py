@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import graphlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,6 +166,46 @@ def build_model(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake:
     return int(row[0]) if row else 0
 
 
+def _build_quota_map(connection: duckdb.DuckDBPyConnection, *, lake: Path, as_of: datetime) -> int:
+    # Imported late: the quota mapper is only needed when quota_map is built.
+    from pipelines.quotas.warehouse import build_quota_map
+
+    return build_quota_map(connection, as_of=as_of, lake=lake)
+
+
+# Models written in Python rather than SQL, built in the same graph and order: name -> (tables it reads, builder).
+# quota_map parses quota names (pipelines/quotas/), which SQL cannot do well.
+PYTHON_MODELS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
+    "quota_map": (
+        ("stg_service_quotas_history", "stg_foundation_models", "stg_inference_profiles", "stg_metric_points"),
+        _build_quota_map,
+    ),
+}
+
+
+def all_models(sql_dir: Path | None = None) -> list[SqlModel]:
+    """The SQL models and the Python models, each SQL model also depending on the Python models it reads."""
+    linked = []
+    for model in discover_models(sql_dir):
+        reads = {name for name in PYTHON_MODELS if re.search(rf"\b{name}\b", model.sql)}
+        linked.append(
+            SqlModel(model.name, model.layer, model.path, model.sql, tuple(sorted({*model.depends_on, *reads})))
+        )
+    if sql_dir is None or Path(sql_dir) == SQL_DIR:
+        # The Python models read the project's own staging models; another sql/ tree (tests) has none of them.
+        for name, (reads, builder) in PYTHON_MODELS.items():
+            linked.append(SqlModel(name, LAYERS[-1], Path(builder.__code__.co_filename), "", reads))
+    return linked
+
+
+def build_any(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake: Path, as_of: datetime) -> int:
+    """Build one model of ``all_models``, SQL or Python; return its row count."""
+    if model.name in PYTHON_MODELS:
+        bind_inputs(connection, lake=lake, as_of=as_of)
+        return PYTHON_MODELS[model.name][1](connection, lake=lake, as_of=as_of)
+    return build_model(connection, model, lake=lake, as_of=as_of)
+
+
 def build_all(
     connection: duckdb.DuckDBPyConnection,
     *,
@@ -174,12 +214,12 @@ def build_all(
     select: Iterable[str] | None = None,
     sql_dir: Path | None = None,
 ) -> dict[str, int]:
-    """Load the seeds and build the models in dependency order; return each built model's row count.
+    """Load the seeds and build the models (SQL and Python) in dependency order; return each one's row count.
 
     ``select`` restricts the run to the named models (still in dependency order); their upstream tables must
     already exist.
     """
-    models = {model.name: model for model in discover_models(sql_dir)}
+    models = {model.name: model for model in all_models(sql_dir)}
     wanted = set(models) if select is None else set(select)
     unknown = sorted(wanted - set(models))
     if unknown:
@@ -188,7 +228,7 @@ def build_all(
     counts: dict[str, int] = {}
     for name in build_order(models.values()):
         if name in wanted:
-            counts[name] = build_model(connection, models[name], lake=lake, as_of=as_of)
+            counts[name] = build_any(connection, models[name], lake=lake, as_of=as_of)
     return counts
 
 

@@ -7,10 +7,6 @@ One model is Python rather than SQL: ``quota_map`` parses quota names (pipelines
 well; it sits in the same graph and order.
 """
 
-import re
-from collections.abc import Callable
-from pathlib import Path
-
 import dagster as dg
 
 from pipelines.checks_sql import (
@@ -19,9 +15,8 @@ from pipelines.checks_sql import (
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from pipelines.models import LAYERS, SqlModel, build_model, build_order, discover_models, load_seeds, seed_names
+from pipelines.models import PYTHON_MODELS, SqlModel, all_models, build_any, build_order, load_seeds, seed_names
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
-from pipelines.quotas.warehouse import build_quota_map
 from pipelines.resources import WarehouseResource, run_as_of
 
 # Raw datasets each staging model reads (asset keys of the extract group).
@@ -33,14 +28,6 @@ RAW_INPUTS = {
     "stg_foundation_models": ("foundation_models",),
     "stg_service_quotas": ("service_quotas",),
     "stg_service_quotas_history": ("service_quotas",),
-}
-
-# Python models: name -> (tables it reads, builder(connection, lake=, as_of=) -> rows).
-PYTHON_MODELS: dict[str, tuple[tuple[str, ...], Callable[..., int]]] = {
-    "quota_map": (
-        ("stg_service_quotas_history", "stg_foundation_models", "stg_inference_profiles", "stg_metric_points"),
-        lambda connection, lake, as_of: build_quota_map(connection, as_of=as_of, lake=lake),
-    ),
 }
 
 # (asset, check name, function, blocking, severity). Blocking checks stop the report on bad data; the
@@ -66,21 +53,6 @@ CHECKS = (
     ("quota_headroom", "rpm_headroom", check_rpm_headroom, False, dg.AssetCheckSeverity.WARN),
     ("quota_headroom", "tpd_headroom", check_tpd_headroom, False, dg.AssetCheckSeverity.WARN),
 )
-
-
-def all_models() -> list[SqlModel]:
-    """The SQL models plus the Python models, each SQL model also depending on the Python models it reads."""
-    models = discover_models()
-    python_names = set(PYTHON_MODELS)
-    linked = []
-    for model in models:
-        reads = {name for name in python_names if re.search(rf"\b{name}\b", model.sql)}
-        linked.append(
-            SqlModel(model.name, model.layer, model.path, model.sql, tuple(sorted({*model.depends_on, *reads})))
-        )
-    for name, (reads, builder) in PYTHON_MODELS.items():
-        linked.append(SqlModel(name, LAYERS[-1], Path(builder.__code__.co_filename), "", reads))
-    return linked
 
 
 def _preview(connection, name: str) -> str:
@@ -142,10 +114,7 @@ def build_models_asset() -> dg.AssetsDefinition:
             for name in order:
                 if name not in selected:
                     continue
-                if name in PYTHON_MODELS:
-                    rows = PYTHON_MODELS[name][1](connection, lake=lake, as_of=as_of)
-                else:
-                    rows = build_model(connection, models[name], lake=lake, as_of=as_of)
+                rows = build_any(connection, models[name], lake=lake, as_of=as_of)
                 yield dg.MaterializeResult(
                     asset_key=name,
                     metadata={

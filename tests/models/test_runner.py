@@ -188,3 +188,15 @@ def test_build_model_alone_binds_its_inputs_and_loads_missing_seeds(lake: Fixtur
 
     assert build_model(connection, usage_minute, lake=lake.root, as_of=AS_OF) == 1
     assert one(connection, "select quota_tpm from usage_minute") == 10.0
+
+
+def test_build_all_builds_every_model_including_the_python_ones(tmp_path) -> None:
+    """An empty lake builds every mart, quota_map and quota_headroom too, in one call."""
+    import duckdb
+
+    from pipelines.models import all_models, build_all
+
+    with duckdb.connect() as connection:
+        counts = build_all(connection, lake=tmp_path / "lake", as_of=datetime(2025, 6, 10, 12, 0))
+    assert set(counts) == {model.name for model in all_models()}
+    assert {"quota_map", "quota_headroom", "window_stats"} <= set(counts)
