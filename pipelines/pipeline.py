@@ -159,16 +159,18 @@ def build_models_and_reports(
         tags[GRANULARITY_TAG] = json.dumps(granularity, sort_keys=True)
     models = build_models_asset()
     selection = {"all": None, "models": [models], "reports": [reports]}[steps]
-    result = dg.materialize(
-        [models, reports],
-        selection=selection,
-        instance=_instance(),
-        resources={"warehouse": warehouse},
-        tags=tags,
-        # The run's event log is in the Dagster UI; the terminal gets warnings only.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        raise_on_error=False,
-    )
+    # Entered, so Dagster finds this instance as the current one while it loads the definitions of the run.
+    with _instance() as instance:
+        result = dg.materialize(
+            [models, reports],
+            selection=selection,
+            instance=instance,
+            resources={"warehouse": warehouse},
+            tags=tags,
+            # The run's event log is in the Dagster UI; the terminal gets warnings only.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
+        )
     if not result.success:
         failure = next((event for event in result.all_events if event.event_type_value == "STEP_FAILURE"), None)
         detail = failure.event_specific_data.error.message.strip().splitlines()[-1] if failure else "see the run"

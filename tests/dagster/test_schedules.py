@@ -36,15 +36,19 @@ def _hold_days(lake, region: str, first: date, last: date) -> None:
 
 
 def _requests(tmp_path, moment: datetime) -> list[str]:
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    # Both as context managers: a schedule context enters its instance, and must leave it again, or later tests
+    # in this process find a disposed instance where Dagster looks for the current one.
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=moment,
             resources={
                 "aws": AwsResource(regions=REGIONS),
                 "warehouse": WarehouseResource(warehouse_dir=str(tmp_path / "warehouse")),
             },
-        )
+        ) as context,
+    ):
         return sorted(str(request.partition_key) for request in hourly_metrics(context))
 
 
@@ -85,8 +89,8 @@ def test_a_day_a_missed_run_left_incomplete_is_read_again(tmp_path):
 
 
 def test_refresh_schedule_pins_as_of_to_the_metrics_tick():
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 13, 12, tzinfo=UTC))
-    request = hourly_refresh(context)
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 13, 12, tzinfo=UTC)) as context:
+        request = hourly_refresh(context)
     assert request.tags["buw/as_of"].startswith("2026-11-20T13:02")
 
 
@@ -101,15 +105,15 @@ def test_partitions_whose_runs_are_still_in_flight_are_not_requested_again(tmp_p
                     tags={"dagster/partition": f"{day}|us-east-1"},
                 )
             )
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 11, 20, 13, 2, tzinfo=UTC),
             resources={
                 "aws": AwsResource(regions=["us-east-1"]),
                 "warehouse": WarehouseResource(warehouse_dir=str(tmp_path / "warehouse")),
             },
-        )
-        keys = {str(request.partition_key) for request in hourly_metrics(context)}
+        ) as context:
+            keys = {str(request.partition_key) for request in hourly_metrics(context)}
     assert "2026-11-05|us-east-1" not in keys  # still running
     assert "2026-11-06|us-east-1" in keys  # failed: asked for again
     assert len(keys) == 30

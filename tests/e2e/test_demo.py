@@ -213,7 +213,8 @@ def test_materializing_only_the_reports_uses_the_as_of_the_marts_were_built_for(
 
     root, _, _ = demo
     warehouse = WarehouseResource(warehouse_dir=str(root / "warehouse"), reports_dir=str(tmp_path / "out"))
-    result = dg.materialize([reports], resources={"warehouse": warehouse})
-    assert result.success
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([reports], resources={"warehouse": warehouse}, instance=instance)
+        assert result.success
     assert (tmp_path / "out" / "index.html").exists()
     assert any(page.name.endswith("-20261120T1200Z.html") for page in (tmp_path / "out").glob("*/*.html"))

@@ -74,12 +74,15 @@ def built(tmp_path_factory):
             refresh_metrics(aws, lake, clock, [REGION], account_id)
             raw.fetch(sandbox.endpoint_url, clock)
         raw.read_listings(sandbox.endpoint_url)
-        result = dg.materialize(
-            [build_models_asset()],
-            resources={"warehouse": warehouse},
-            tags={AS_OF_TAG: T.isoformat()},
-        )
-        assert result.success
+        # An instance of its own, entered: Dagster finds the current instance through a context variable.
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [build_models_asset()],
+                resources={"warehouse": warehouse},
+                tags={AS_OF_TAG: T.isoformat()},
+                instance=instance,
+            )
+            assert result.success
     connection = duckdb.connect(str(warehouse.database()), read_only=True)
     yield connection, raw
     connection.close()
