@@ -619,7 +619,7 @@ def test_an_unknown_endpoint_is_a_clear_error(warehouse, tmp_path):
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         with pytest.raises(ReportError, match="has no usage in the warehouse"):
             render_reports(connection, tmp_path, AS_OF, select=[("us-east-1", "no.such-model-v1:0")])
-        with pytest.raises(ReportError, match="has no usage in the warehouse"):
+        with pytest.raises(ReportError, match="is not in the warehouse"):
             build_report_data(connection, "eu-west-1", GEO, AS_OF)
 
 
