@@ -5,8 +5,9 @@ geographic and a global Claude Sonnet 4 profile and a base model), each with its
 application profiles spread over them, tagged by team and project; nine datapoints per series-minute (invocations,
 input/output/cache tokens, throttles, latency average and sample count, time to first token), about 2 % of
 minutes throttled. Then builds every model of the SQL-models issue (staging, endpoints, usage_minute,
-endpoint_minute, tpd_daily, window_stats, tag_attribution, throttle_attribution) in a DuckDB file, several times,
-and prints the median wall time, the per-model times of the median run and the row counts.
+endpoint_minute, tpd_daily, window_stats, tag_attribution with its tag_assignments, throttle_attribution) in a DuckDB
+file, several times, and prints the median wall time, the per-model times of the median run and the row counts; the
+marts added since (throttle_tag_attribution) are built and timed after, outside that figure.
 
     .venv/bin/python bench/models_scale.py                 # 100 profiles x 30 days, 3 runs
     .venv/bin/python bench/models_scale.py --profiles 20 --days 7 --runs 5 --keep /tmp/bench-lake
@@ -53,8 +54,9 @@ MODELS = (
     "tag_assignments",
     "tag_attribution",
     "throttle_attribution",
-    "throttle_tag_attribution",
 )
+# Marts beyond the SQL-models issue's list (DESIGN 4's per-tag throttle attribution), timed separately.
+EXTRA_MODELS = ("throttle_tag_attribution",)
 METRICS = (
     ("Invocations", "Sum"),
     ("InputTokenCount", "Sum"),
@@ -190,7 +192,8 @@ def _tag(arn: str, profile_id: str, key: str, value: str, snapshot: datetime) ->
 
 
 def build_once(database: Path, lake: Path, as_of: datetime) -> tuple[float, float, dict[str, float], dict[str, int]]:
-    """Build the models once in ``database``; return the wall time, CPU time, per-model times and row counts."""
+    """Build the models once in ``database``; return the wall and CPU time of the issue's models, per-model times
+    (the extra marts included) and row counts."""
     models = {model.name: model for model in discover_models()}
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -201,7 +204,12 @@ def build_once(database: Path, lake: Path, as_of: datetime) -> tuple[float, floa
             begun = time.perf_counter()
             counts[name] = build_model(connection, models[name], lake=lake, as_of=as_of)
             seconds[name] = time.perf_counter() - begun
-    return time.perf_counter() - started, time.process_time() - cpu_started, seconds, counts
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        for name in EXTRA_MODELS:
+            begun = time.perf_counter()
+            counts[name] = build_model(connection, models[name], lake=lake, as_of=as_of)
+            seconds[name] = time.perf_counter() - begun
+    return wall, cpu, seconds, counts
 
 
 def main() -> None:
@@ -236,11 +244,15 @@ def main() -> None:
         walls = [wall for wall, _, _, _ in runs]
         median = statistics.median(walls)
         _, cpu, seconds, counts = min(runs, key=lambda run: abs(run[0] - median))
-        print(f"\nbuild time: median {median:.2f} s of {len(walls)} runs (min {min(walls):.2f}, max {max(walls):.2f});")
+        print(
+            f"\nbuild time of the issue's marts: median {median:.2f} s of {len(walls)} runs "
+            f"(min {min(walls):.2f}, max {max(walls):.2f});"
+        )
         print(f"CPU time of that run {cpu:.2f} s on {os.cpu_count()} cores (other processes inflate the wall time)")
         print(f"\n{'model':<24} {'seconds':>8} {'rows':>12}")
         for name in seconds:
-            print(f"{name:<24} {seconds[name]:>8.2f} {counts[name]:>12,}")
+            extra = "  (extra mart, not in the build time above)" if name in EXTRA_MODELS else ""
+            print(f"{name:<24} {seconds[name]:>8.2f} {counts[name]:>12,}{extra}")
 
 
 if __name__ == "__main__":
