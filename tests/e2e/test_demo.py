@@ -136,10 +136,13 @@ def test_buw_report_rerenders_without_aws(demo):
 def test_every_demo_report_renders_in_chromium_without_errors(demo):
     from playwright.sync_api import sync_playwright
 
+    from pipelines.report import safe_filename
+
     root, _, _ = demo
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     pages = [*sorted((root / "reports").glob("*/*.html")), root / "reports" / "index.html"]
+    shot = False
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
@@ -165,10 +168,12 @@ def test_every_demo_report_renders_in_chromium_without_errors(demo):
             for index in range(plots.count()):
                 assert plots.nth(index).locator(".main-svg").count() > 0, (path.name, index)
             assert errors == [], (path.name, errors)
-            if THROTTLED[1] in path.name:
+            if path.name.startswith(safe_filename(THROTTLED[1])):
                 page.screenshot(path=str(artifacts / "demo-throttled-endpoint.png"), full_page=True)
+                shot = True
             page.close()
         browser.close()
+    assert shot, "the throttled endpoint's page was not among the demo reports"
 
 
 def test_a_corrupt_lake_file_is_named_and_loses_nothing(demo, tmp_path):
