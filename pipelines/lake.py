@@ -180,6 +180,11 @@ def partitions(lake: Path, dataset: str) -> list[Partition]:
     return found
 
 
+def has_data(lake: Path, dataset: str) -> bool:
+    """Whether any partition of the dataset has been written."""
+    return any((lake / dataset).glob(f"region=*/date=*/{PARTITION_FILE}"))
+
+
 def dataset_glob(lake: Path, dataset: str) -> str:
     """The glob DuckDB reads a dataset with (``hive_partitioning`` adds region and date)."""
     return str(lake / dataset / "region=*" / "date=*" / PARTITION_FILE)

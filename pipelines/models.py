@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.lake import DATASETS, PARTITION_FILE, SCHEMAS, dataset_glob
+from pipelines.lake import DATASETS, SCHEMAS, dataset_glob, has_data
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SQL_DIR = REPOSITORY / "sql"
@@ -117,7 +117,7 @@ def discover_models(sql_dir: Path | None = None) -> list[SqlModel]:
 def load_seeds(connection: duckdb.DuckDBPyConnection, sql_dir: Path | None = None) -> None:
     """Load every ``sql/seeds/*.csv`` into a table of the same name, replacing what was there."""
     root = sql_dir or SQL_DIR
-    documentation = _documentation_or_empty()
+    documentation = table_docs()
     for name in seed_names(root):
         path = root / "seeds" / f"{name}.csv"
         doc = documentation.get(name)
@@ -133,7 +133,7 @@ def load_seeds(connection: duckdb.DuckDBPyConnection, sql_dir: Path | None = Non
             f"select {projection} from read_csv(?, header = true, all_varchar = true)",
             [str(path)],
         )
-        _apply_comments(connection, name, doc)
+        apply_comments(connection, name, doc)
 
 
 def build_model(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake: Path, as_of: datetime) -> int:
@@ -146,16 +146,16 @@ def build_model(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake:
     bind_inputs(connection, lake=lake, as_of=as_of)
     root = model.path.parents[1]
     missing_seeds = [
-        name for name in model.depends_on if name in seed_names(root) and not _table_exists(connection, name)
+        name for name in model.depends_on if name in seed_names(root) and not table_exists(connection, name)
     ]
     if missing_seeds:
         load_seeds(connection, root)
     table = _identifier(model.name)
-    documentation = _documentation_or_empty().get(model.name)
+    documentation = table_docs().get(model.name)
     connection.execute("begin transaction")
     try:
         connection.execute(f"create or replace table {table} as\n{model.sql}")
-        _apply_comments(connection, model.name, documentation)
+        apply_comments(connection, model.name, documentation)
         row = connection.execute(f"select count(*) from {table}").fetchone()
         connection.execute("commit")
     except BaseException as error:
@@ -261,7 +261,7 @@ def bind_inputs(connection: duckdb.DuckDBPyConnection, *, lake: Path, as_of: dat
         variable = f"lake_{dataset}"
         connection.execute(f"set variable {variable} = ?", [dataset_glob(lake, dataset)])
         view = _identifier(f"raw_{dataset}")
-        if _has_files(lake, dataset):
+        if has_data(lake, dataset):
             connection.execute(
                 f"create or replace temp view {view} as select * from read_parquet("
                 f"getvariable('{variable}'), hive_partitioning = true, "
@@ -333,11 +333,12 @@ def _plain(text: str) -> str:
     return " ".join(text.split())
 
 
-def _documentation_or_empty() -> dict[str, TableDoc]:
+def table_docs() -> dict[str, TableDoc]:
+    """The data dictionary's tables, or none when the docs are not beside the code."""
     return data_dictionary() if DATA_DICTIONARY.exists() else {}
 
 
-def _apply_comments(connection: duckdb.DuckDBPyConnection, table: str, doc: TableDoc | None) -> None:
+def apply_comments(connection: duckdb.DuckDBPyConnection, table: str, doc: TableDoc | None) -> None:
     """Copy the data dictionary's descriptions onto the table and its columns."""
     if doc is None:
         return
@@ -358,15 +359,12 @@ def _apply_comments(connection: duckdb.DuckDBPyConnection, table: str, doc: Tabl
             )
 
 
-def _table_exists(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
+def table_exists(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the warehouse's current schema holds a table of that name."""
     row = connection.execute(
         "select count(*) from duckdb_tables() where table_name = ? and schema_name = current_schema()", [name]
     ).fetchone()
     return bool(row and row[0])
-
-
-def _has_files(lake: Path, dataset: str) -> bool:
-    return any((lake / dataset).glob(f"region=*/date=*/{PARTITION_FILE}"))
 
 
 def _checked_type(type_name: str) -> str:

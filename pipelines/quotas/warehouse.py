@@ -29,7 +29,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipelines.lake import dataset_glob
+from pipelines.lake import dataset_glob, has_data
+from pipelines.models import apply_comments, table_docs, table_exists
 from pipelines.quotas.mapper import map_quotas
 from pipelines.quotas.overrides import OverrideRule, load_overrides
 
@@ -136,12 +137,12 @@ def quota_snapshot(
 ) -> dict[str, list[QuotaSnapshotRow]]:
     """region -> the quotas of its latest snapshot at or before ``as_of`` (else its earliest snapshot)."""
     params: dict[str, Any] = {"as_of": as_of}
-    if _table_exists(connection, "stg_service_quotas_history"):
+    if table_exists(connection, "stg_service_quotas_history"):
         source = """
             select region, quota_code, quota_name, quota_value, default_value, applied_value, snapshot_at
             from stg_service_quotas_history
         """
-    elif lake is not None and _has_files(lake, "service_quotas"):
+    elif lake is not None and has_data(lake, "service_quotas"):
         source = """
             select
                 region, quota_code, quota_name, value as quota_value, default_value, applied_value, snapshot_at
@@ -183,10 +184,10 @@ def quota_snapshot(
 
 
 def _models(connection: duckdb.DuckDBPyConnection, lake: Path | None) -> dict[str, list[dict[str, Any]]]:
-    if _table_exists(connection, "stg_foundation_models"):
+    if table_exists(connection, "stg_foundation_models"):
         query = "select region, model_id, model_name, provider_name from stg_foundation_models"
         params: dict[str, Any] = {}
-    elif lake is not None and _has_files(lake, "foundation_models"):
+    elif lake is not None and has_data(lake, "foundation_models"):
         query = """
             select region, model_id, model_name, provider as provider_name
             from read_parquet($glob, hive_partitioning = true, hive_types = {'region': varchar, 'date': date})
@@ -202,10 +203,10 @@ def _models(connection: duckdb.DuckDBPyConnection, lake: Path | None) -> dict[st
 
 
 def _profiles(connection: duckdb.DuckDBPyConnection, lake: Path | None) -> dict[str, list[dict[str, Any]]]:
-    if _table_exists(connection, "stg_inference_profiles"):
+    if table_exists(connection, "stg_inference_profiles"):
         query = "select region, profile_id, profile_type, model_arns from stg_inference_profiles"
         params: dict[str, Any] = {}
-    elif lake is not None and _has_files(lake, "inference_profiles"):
+    elif lake is not None and has_data(lake, "inference_profiles"):
         query = """
             select region, profile_id, type as profile_type, model_arns
             from read_parquet($glob, hive_partitioning = true, hive_types = {'region': varchar, 'date': date})
@@ -227,10 +228,10 @@ def _profiles(connection: duckdb.DuckDBPyConnection, lake: Path | None) -> dict[
 
 def _series_prefixes(connection: duckdb.DuckDBPyConnection, lake: Path | None) -> dict[str, dict[str, tuple[str, ...]]]:
     """region -> model id -> geographic prefixes seen as CloudWatch ModelIds (used when profiles are unknown)."""
-    if _table_exists(connection, "stg_metric_points"):
+    if table_exists(connection, "stg_metric_points"):
         query = "select distinct region, series_id from stg_metric_points"
         params: dict[str, Any] = {}
-    elif lake is not None and _has_files(lake, "metric_points"):
+    elif lake is not None and has_data(lake, "metric_points"):
         query = """
             select distinct region, model_id as series_id
             from read_parquet($glob, hive_partitioning = true, hive_types = {'region': varchar, 'date': date})
@@ -290,45 +291,13 @@ def _write(connection: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
                 from {view}
                 """
             )
-            _comment(connection)
+            apply_comments(connection, TABLE, table_docs().get(TABLE))
             connection.execute("commit")
         except duckdb.Error:
             connection.execute("rollback")
             raise
     finally:
         connection.unregister(view)
-
-
-def _comment(connection: duckdb.DuckDBPyConnection) -> None:
-    try:
-        from pipelines.models import DATA_DICTIONARY, data_dictionary
-    except ImportError:
-        return
-    if not DATA_DICTIONARY.exists():
-        return
-    doc = data_dictionary().get(TABLE)
-    if doc is None:
-        return
-    # COMMENT ON takes a string literal only (no parameter), so the dictionary text goes in escaped.
-    connection.execute(f"comment on table {TABLE} is {_literal(doc.description)}")
-    for column in doc.columns:
-        if column.name in SCHEMA.names:
-            connection.execute(f"comment on column {TABLE}.{column.name} is {_literal(column.description)}")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _table_exists(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = connection.execute(
-        "select count(*) from duckdb_tables() where table_name = ? and schema_name = current_schema()", [name]
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def _has_files(lake: Path, dataset: str) -> bool:
-    return any((lake / dataset).glob("region=*/date=*/*.parquet"))
 
 
 def _naive(moment: datetime) -> datetime:
