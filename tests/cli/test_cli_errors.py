@@ -5,28 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from botocore.stub import Stubber
 
 from pipelines import cli
 from pipelines.resources import AwsResource
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _buw(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+from tests import cli_env
+from tests.cli_env import run_buw
 
 
 def _one_sentence(result: subprocess.CompletedProcess) -> str:
@@ -40,20 +26,7 @@ def _one_sentence(result: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture
 def isolated_env(tmp_path) -> dict[str, str]:
-    """No AWS settings of the machine, a private warehouse, reports dir and Dagster home."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(
-        {
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            # Without this botocore would look for credentials at the EC2 instance metadata address.
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "BUW_WAREHOUSE": str(tmp_path / "warehouse"),
-            "BUW_REPORTS": str(tmp_path / "reports"),
-            "DAGSTER_HOME": str(tmp_path / "dagster"),
-        }
-    )
-    return env
+    return cli_env.isolated_env(tmp_path)
 
 
 @pytest.fixture
@@ -68,28 +41,28 @@ def sandbox_env(isolated_env, sandbox) -> dict[str, str]:
 
 
 def test_unknown_region(isolated_env):
-    line = _one_sentence(_buw("analyze", "-r", "mars-north-1", "-y", env=isolated_env))
+    line = _one_sentence(run_buw("analyze", "-r", "mars-north-1", "-y", env=isolated_env))
     assert "'mars-north-1' is not a region where Amazon Bedrock is offered" in line
 
 
 def test_malformed_granularity_json(isolated_env):
-    line = _one_sentence(_buw("analyze", "-r", "us-east-1", "-g", '{"7days": ', "-y", env=isolated_env))
+    line = _one_sentence(run_buw("analyze", "-r", "us-east-1", "-g", '{"7days": ', "-y", env=isolated_env))
     assert "--granularity" in line and "valid JSON" in line
 
 
 def test_granularity_with_an_unknown_window(isolated_env):
-    line = _one_sentence(_buw("analyze", "-r", "us-east-1", "-g", '{"2days": "1min"}', "-y", env=isolated_env))
+    line = _one_sentence(run_buw("analyze", "-r", "us-east-1", "-g", '{"2days": "1min"}', "-y", env=isolated_env))
     assert "unknown window '2days'" in line
 
 
 def test_no_credentials(isolated_env):
-    line = _one_sentence(_buw("analyze", "-r", "us-east-1", "-y", env=isolated_env))
+    line = _one_sentence(run_buw("analyze", "-r", "us-east-1", "-y", env=isolated_env))
     assert "No AWS credentials were found" in line
 
 
 @pytest.mark.integration
 def test_unknown_model(sandbox_env):
-    line = _one_sentence(_buw("analyze", "-r", "us-east-1", "-m", "acme.nonexistent-v9:0", "-y", env=sandbox_env))
+    line = _one_sentence(run_buw("analyze", "-r", "us-east-1", "-m", "acme.nonexistent-v9:0", "-y", env=sandbox_env))
     assert "'acme.nonexistent-v9:0' is not a foundation model or inference profile in us-east-1" in line
 
 
@@ -97,7 +70,7 @@ def test_unknown_model(sandbox_env):
 def test_unwritable_output_directory(sandbox_env, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    line = _one_sentence(_buw("analyze", "-r", "us-east-1", "-y", "-o", str(blocker / "reports"), env=sandbox_env))
+    line = _one_sentence(run_buw("analyze", "-r", "us-east-1", "-y", "-o", str(blocker / "reports"), env=sandbox_env))
     assert "cannot write reports to" in line and "-o/--output-dir" in line
 
 
@@ -107,12 +80,12 @@ def test_sandbox_port_taken(isolated_env):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = _one_sentence(_buw("sandbox", "--port", str(port), env=isolated_env, timeout=60))
+        line = _one_sentence(run_buw("sandbox", "--port", str(port), env=isolated_env, timeout=60))
     assert f"port {port} on 127.0.0.1 is already in use" in line
 
 
 def test_sql_without_a_warehouse(isolated_env):
-    line = _one_sentence(_buw("sql", "select 1", env=isolated_env))
+    line = _one_sentence(run_buw("sql", "select 1", env=isolated_env))
     assert "there is no warehouse" in line
 
 

@@ -3,49 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.cli_env import ROOT, isolated_env, run_buw
+
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("e2e-demo")]
 
-ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2026-11-20T12:00:00Z"
 THROTTLED = ("us-east-1", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _buw(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(
-        {
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "BUW_WAREHOUSE": str(root / "warehouse"),
-            "BUW_REPORTS": str(root / "reports"),
-            "DAGSTER_HOME": str(root / "dagster"),
-        }
-    )
-    result = _buw("demo", "--as-of", AS_OF, env=env)
+    env = isolated_env(root)
+    result = run_buw("demo", "--as-of", AS_OF, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, env, result.stdout
 
@@ -109,7 +85,7 @@ def test_the_headroom_check_fires_on_the_throttled_endpoint_and_no_other(demo):
 
 def test_buw_sql_reads_the_marts(demo):
     _, env, _ = demo
-    result = _buw(
+    result = run_buw(
         "sql",
         "select count(*) as n from window_stats where series_id = '*' and metric = 'tpm'",
         "--format",
@@ -126,7 +102,7 @@ def test_buw_report_rerenders_without_aws(demo):
     before = page.read_bytes()
     page.unlink()
     offline = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing listens: any AWS call would fail
-    result = _buw("report", env=offline)
+    result = run_buw("report", env=offline)
     assert result.returncode == 0, result.stderr
     assert page.read_bytes() == before
 
@@ -184,7 +160,7 @@ def test_a_corrupt_lake_file_is_named_and_loses_nothing(demo, tmp_path):
     saved = victim.read_bytes()
     victim.write_bytes(b"this is not parquet")
     try:
-        result = _buw("report", "--as-of", "2026-11-20T12:05:00Z", env=env)
+        result = run_buw("report", "--as-of", "2026-11-20T12:05:00Z", env=env)
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         assert str(victim) in result.stderr
