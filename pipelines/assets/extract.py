@@ -11,6 +11,7 @@ The extraction itself is plain functions (``extract_metrics_partition``, ``extra
 assets only resolve settings, call them and report what it cost.
 """
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -547,33 +548,28 @@ def _write_snapshot(
     )
 
 
-def _snapshot_error(dataset: str, region: str, error: AwsApiError) -> ExtractError:
-    return ExtractError(f"{dataset} for {region}: {error}")
+def _lake_row(record, listed_at: datetime, **columns) -> dict:
+    """A record as a lake row: its fields are named as the dataset's columns; the snapshot time is added."""
+    return {**dataclasses.asdict(record), "snapshot_at": listed_at, **columns}
+
+
+def _per_region(dataset: str, regions: Iterable[str], listing: Callable[[str], list]) -> dict[str, list]:
+    """``listing(region)`` for every region; an AWS failure names the dataset and the region."""
+    listed = {}
+    for region in regions:
+        try:
+            listed[region] = listing(region)
+        except AwsApiError as error:
+            raise ExtractError(f"{dataset} for {region}: {error}") from error
+    return listed
 
 
 def extract_foundation_models(aws: AwsResource, lake: Path, regions: Iterable[str], as_of: datetime) -> SnapshotResult:
     """Snapshot ListFoundationModels of each region into ``foundation_models`` (region, as_of day)."""
-    by_region: dict[str, list[dict]] = {}
-    for region in regions:
-        try:
-            models = list_foundation_models(aws.client("bedrock", region))
-        except AwsApiError as error:
-            raise _snapshot_error("foundation_models", region, error) from error
-        by_region[region] = [
-            {
-                "model_id": model.model_id,
-                "model_arn": model.model_arn,
-                "model_name": model.model_name,
-                "provider": model.provider,
-                "input_modalities": list(model.input_modalities),
-                "output_modalities": list(model.output_modalities),
-                "inference_types": list(model.inference_types),
-                "response_streaming": model.response_streaming,
-                "lifecycle_status": model.lifecycle_status,
-                "snapshot_at": as_of,
-            }
-            for model in models
-        ]
+    listed = _per_region(
+        "foundation_models", regions, lambda region: list_foundation_models(aws.client("bedrock", region))
+    )
+    by_region = {region: [_lake_row(model, as_of) for model in models] for region, models in listed.items()}
     return _write_snapshot(
         lake, "foundation_models", by_region, as_of.date(), ("model_id", "provider", "inference_types")
     )
@@ -589,42 +585,22 @@ def extract_inference_profiles(
 
     System-defined profiles belong to AWS and carry no customer tags, so only application profiles are asked.
     """
-    profiles_by_region: dict[str, list[dict]] = {}
-    tags_by_region: dict[str, list[dict]] = {}
-    for region in regions:
+
+    def listing(region: str) -> tuple[list, list]:
         client = aws.client("bedrock", region)
-        try:
-            profiles = list_inference_profiles(client)
-            tags = list_profile_tags(client, [p for p in profiles if p.type == "APPLICATION"])
-        except AwsApiError as error:
-            raise _snapshot_error("inference_profiles", region, error) from error
-        profiles_by_region[region] = [
-            {
-                "account_id": account_id,
-                "profile_id": profile.profile_id,
-                "profile_arn": profile.profile_arn,
-                "name": profile.name,
-                "description": profile.description,
-                # DESIGN §3 names the types SYSTEM and APPLICATION; the API says SYSTEM_DEFINED.
-                "type": LAKE_PROFILE_TYPES.get(profile.type, profile.type),
-                "status": profile.status,
-                "model_arns": list(profile.model_arns),
-                "created_at": profile.created_at,
-                "updated_at": profile.updated_at,
-                "snapshot_at": as_of,
-            }
+        profiles = list_inference_profiles(client)
+        return profiles, list_profile_tags(client, [p for p in profiles if p.type == "APPLICATION"])
+
+    listed = _per_region("inference_profiles", regions, listing)
+    profiles_by_region = {
+        # DESIGN §3 names the types SYSTEM and APPLICATION; the API says SYSTEM_DEFINED.
+        region: [
+            _lake_row(profile, as_of, account_id=account_id, type=LAKE_PROFILE_TYPES.get(profile.type, profile.type))
             for profile in profiles
         ]
-        tags_by_region[region] = [
-            {
-                "profile_arn": tag.profile_arn,
-                "profile_id": tag.profile_id,
-                "key": tag.key,
-                "value": tag.value,
-                "snapshot_at": as_of,
-            }
-            for tag in tags
-        ]
+        for region, (profiles, _) in listed.items()
+    }
+    tags_by_region = {region: [_lake_row(tag, as_of) for tag in tags] for region, (_, tags) in listed.items()}
     day = as_of.date()
     return (
         _write_snapshot(lake, "inference_profiles", profiles_by_region, day, ("profile_id", "type", "name")),
@@ -634,27 +610,10 @@ def extract_inference_profiles(
 
 def extract_service_quotas(aws: AwsResource, lake: Path, regions: Iterable[str], as_of: datetime) -> SnapshotResult:
     """Snapshot the Bedrock quotas of each region (ListAWSDefaultServiceQuotas + ListServiceQuotas)."""
-    by_region: dict[str, list[dict]] = {}
-    for region in regions:
-        try:
-            quotas = list_service_quotas(aws.client("service-quotas", region))
-        except AwsApiError as error:
-            raise _snapshot_error("service_quotas", region, error) from error
-        by_region[region] = [
-            {
-                "quota_code": quota.quota_code,
-                "quota_name": quota.quota_name,
-                "quota_arn": quota.quota_arn,
-                "value": quota.value,
-                "default_value": quota.default_value,
-                "applied_value": quota.applied_value,
-                "unit": quota.unit,
-                "adjustable": quota.adjustable,
-                "global_quota": quota.global_quota,
-                "snapshot_at": as_of,
-            }
-            for quota in quotas
-        ]
+    listed = _per_region(
+        "service_quotas", regions, lambda region: list_service_quotas(aws.client("service-quotas", region))
+    )
+    by_region = {region: [_lake_row(quota, as_of) for quota in quotas] for region, quotas in listed.items()}
     return _write_snapshot(
         lake,
         "service_quotas",
