@@ -139,6 +139,14 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--as-of", help="as_of recorded by the last model build is used unless given")
 
     commands.add_parser(
+        "env",
+        help="print the environment Dagster's own CLI needs to use this warehouse and instance",
+        description="Print `export` lines (DAGSTER_HOME, BUW_WAREHOUSE, BUW_REPORTS and the AWS settings in use) "
+        'for a shell, so `dagster asset materialize -m pipelines.definitions ...` runs in the instance the UI '
+        'reads: eval "$(buw env)".',
+    )
+
+    commands.add_parser(
         "dev",
         help="start the sandbox and the Dagster UI (dagster dev) wired to it",
         description="Serve the sandbox on a free port and run `dagster dev -w workspace.yaml` with "
@@ -207,6 +215,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipelines.commands import report_command
 
         return report_command(args, as_of=_as_of(args.as_of))
+    if args.command == "env":
+        from pipelines.commands import env_command
+
+        return env_command()
     if args.command == "dev":
         from pipelines.commands import dev_command
 

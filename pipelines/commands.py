@@ -1,8 +1,7 @@
 """What each ``buw`` command does; the argument parsing lives in cli.py.
 
-``analyze`` and ``demo`` run one incremental pipeline run: snapshots and metric partitions are extracted with
-the same plain functions the Dagster assets call (with progress bars, and each partition recorded in the Dagster
-instance so it shows in the UI), then the SQL models and the reports are materialized as a real Dagster run.
+``analyze`` and ``demo`` are each one real Dagster run of the pipeline's assets (snapshots, the metric days the
+lake needs, the marts with their checks, the reports) in the instance the UI reads (``DAGSTER_HOME``).
 """
 
 from __future__ import annotations
@@ -142,6 +141,29 @@ def refresh_command(args: argparse.Namespace) -> int:
     from pipelines.quotas.refresh import refresh
 
     return refresh(args.what, region=args.region, llm_model_id=args.llm, profile=args.profile)
+
+
+# env ---
+
+
+def env_command() -> int:
+    import shlex
+
+    from pipelines.resources import WarehouseResource
+
+    home = _dagster_home()
+    warehouse = WarehouseResource()
+    settings = {
+        "DAGSTER_HOME": str(home),
+        "BUW_WAREHOUSE": str(warehouse.root()),
+        "BUW_REPORTS": str(warehouse.reports()),
+    }
+    for name in ("BUW_REGIONS", "BUW_AS_OF_LAG_MINUTES", "AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL"):
+        if os.environ.get(name):
+            settings[name] = os.environ[name]
+    for name, value in settings.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
 
 
 # dev ---

@@ -11,11 +11,12 @@ from pipelines.assets.extract import EXTRACT_ASSETS
 from pipelines.assets.models import build_models_asset
 from pipelines.assets.report import reports
 from pipelines.resources import AwsResource, WarehouseResource
-from pipelines.schedules import JOBS, SCHEDULES
+from pipelines.schedules import JOBS, SCHEDULES, SENSORS
 
 defs = dg.Definitions(
     assets=[*EXTRACT_ASSETS, build_models_asset(), reports],
     resources={"aws": AwsResource(), "warehouse": WarehouseResource()},
     jobs=JOBS,
     schedules=SCHEDULES,
+    sensors=SENSORS,
 )

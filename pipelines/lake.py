@@ -47,6 +47,30 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("range_end", _TS),
             ("model_ids", pa.int32()),
             ("fetched_at", _TS),
+            # The series a narrowed read (``buw analyze -m``) asked for; null when it read every listed series.
+            ("series_ids", pa.list_(pa.string())),
+        ]
+    ),
+    # What each extraction run read per region and what it cost: GetMetricData is billed per metric requested.
+    "extract_runs": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("account_id", pa.string()),
+            ("recorded_at", _TS),
+            ("as_of", _TS),
+            ("range_start", _TS),
+            ("range_end", _TS),
+            ("listing", pa.string()),
+            ("narrowed", pa.bool_()),
+            ("series", pa.int32()),
+            ("queries", pa.int32()),
+            ("calls", pa.int64()),
+            ("metrics_requested", pa.int64()),
+            ("datapoints", pa.int64()),
+            ("days_written", pa.int32()),
+            ("estimated_cost_usd", pa.float64()),
+            ("usd_per_1000_metrics", pa.float64()),
+            ("price_as_of", pa.date32()),
         ]
     ),
     "inference_profiles": pa.schema(

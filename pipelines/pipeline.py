@@ -1,8 +1,9 @@
-"""One incremental pipeline run outside the Dagster UI: what `buw analyze`, `buw demo` and `buw report` do.
+"""Runs outside the Dagster UI: what `buw analyze`, `buw demo` and `buw report` do.
 
-Extraction calls the same functions as the extract assets and records each snapshot and metric partition in the
-Dagster instance (so the UI shows them as materialized); the SQL models and the reports then run as one real
-Dagster run through ``dg.materialize``, tagged with the run's ``as_of``.
+Each is one real Dagster run in the instance the UI reads (DAGSTER_HOME): the snapshots, the range of metric
+days the lake still needs, the SQL models with their checks and the reports, through the same assets a UI
+materialization, a backfill or the schedule runs. The CLI only decides what to ask for (as_of, the days, the
+regions and endpoints) and sets it as run tags; everything that touches AWS or the warehouse happens in the run.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
+from pipelines.endpoint_lookup import resolve_endpoints
 from pipelines.errors import UserError, explain
 from pipelines.report import SUMMARY_WINDOW
-from pipelines.resources import AwsResource, WarehouseResource, current_minute
+from pipelines.resources import AwsResource, WarehouseResource, default_as_of
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class AnalyzeRequest:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a pipeline run did: partitions read, GetMetricData cost, reports written."""
+    """What a pipeline run did: the Dagster run, days read, GetMetricData cost, reports written."""
 
     as_of: datetime
     partitions: int
@@ -48,96 +50,123 @@ class RunSummary:
     reports: tuple[Path, ...]
     index: Path | None
     rows: tuple[tuple, ...]
+    run_id: str | None = None
+    estimated_cost_usd: float = 0.0
 
 
 def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _record(instance: dg.DagsterInstance, asset: str, metadata: dict, partition: str | None = None) -> None:
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata)
-    )
+def pipeline_assets() -> list:
+    """Every asset of the code location, as ``pipelines.definitions`` holds them."""
+    from pipelines.assets.extract import EXTRACT_ASSETS
+    from pipelines.assets.models import build_models_asset
+    from pipelines.assets.report import reports
+
+    return [*EXTRACT_ASSETS, build_models_asset(), reports]
 
 
-def extract_snapshots(
-    aws: AwsResource, warehouse: WarehouseResource, regions: Sequence[str], listed_at: datetime, account_id: str
-) -> None:
-    """Snapshot foundation models, inference profiles with tags, and quotas of every region into the lake.
-
-    ``listed_at`` (AWS's clock) dates the snapshot and names its partition.
-    """
-    from pipelines.assets.extract import (
-        extract_foundation_models,
-        extract_inference_profiles,
-        extract_service_quotas,
-    )
-
-    instance = _instance()
-    lake = warehouse.lake()
-    models = extract_foundation_models(aws, lake, regions, listed_at)
-    profiles, tags = extract_inference_profiles(aws, lake, regions, listed_at, account_id)
-    quotas = extract_service_quotas(aws, lake, regions, listed_at)
-    for result in (models, profiles, tags, quotas):
-        _record(instance, result.dataset, {"rows": result.rows, "listed_at": listed_at.isoformat() + "Z"})
+def failure_sentence(result: dg.ExecuteInProcessResult) -> str:
+    """The cause of a failed run in one sentence: the failing step and its innermost error message."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.event_specific_data
+        failure = getattr(data, "user_failure_data", None)
+        if failure is not None and failure.description:
+            return f"{event.step_key}: {failure.description}"
+        error = data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        lines = (error.message if error is not None else "").strip().splitlines()
+        return f"{event.step_key}: {lines[-1] if lines else 'failed'}"
+    return f"the run ended {result.dagster_run.status.value.lower()}"
 
 
-def extract_metrics(
-    aws: AwsResource,
+def execute(
+    aws: AwsResource | None,
     warehouse: WarehouseResource,
-    regions: Sequence[str],
-    as_of: datetime,
-    account_id: str,
-    days: int,
-    console,
-    now: datetime,
-):
-    """Read every metric partition an incremental run needs, with a progress bar; returns the results.
+    tags: dict[str, str],
+    selection: Sequence[str] | None = None,
+    status=None,
+) -> dg.ExecuteInProcessResult:
+    """One Dagster run of the pipeline's assets (``selection``: asset keys, default every asset) in this process.
 
-    ``now`` is AWS's clock, which CloudWatch's retention tiers are measured from.
+    The run, its event log, materializations and check results land in the Dagster instance, so the UI shows
+    it like any other; a failure becomes a ``UserError`` naming the step and the cause (the traceback stays in
+    the run's log).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from pipelines.assets.extract import ExtractResult, refresh_metrics
-
-    instance = _instance()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        disable=not console.is_terminal,
-    ) as progress:
-        tasks: dict[str, int] = {}
-
-        def planned(todo: list) -> None:
-            for region in regions:
-                total = sum(1 for planned_region, _ in todo if planned_region == region)
-                tasks[region] = progress.add_task(f"CloudWatch {region}", total=total, detail="")
-
-        def landed(result: ExtractResult) -> None:
-            key = dg.MultiPartitionKey({"date": result.day.isoformat(), "region": result.region})
-            metadata = {
-                "calls": result.stats.calls,
-                "metrics_requested": result.stats.metrics_requested,
-                "datapoints": result.stats.datapoints,
-                "rows": result.rows,
-                "as_of": as_of.isoformat() + "Z",
-            }
-            _record(instance, "metric_points", metadata, partition=str(key))
-            detail = f"{result.day.isoformat()} {result.stats.calls} calls"
-            progress.update(tasks[result.region], advance=1, detail=detail)
-
-        results = refresh_metrics(
-            aws, warehouse.lake(), as_of, regions, account_id, days, now=now, on_plan=planned, on_partition=landed
+    resources = {"warehouse": warehouse, "aws": aws or AwsResource()}
+    assets = pipeline_assets()
+    # Entered, so Dagster finds this instance as the current one while it loads the definitions of the run.
+    with _instance() as instance:
+        result = dg.materialize(
+            assets,
+            selection=list(selection) if selection is not None else None,
+            instance=instance,
+            resources=resources,
+            tags=tags,
+            # The run's event log is in the Dagster UI; the terminal gets warnings only.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
         )
-    if not console.is_terminal:
-        calls = sum(result.stats.calls for result in results)
-        console.print(f"read {len(results)} metric partitions with {calls} GetMetricData calls")
-    return results
+    if not result.success:
+        raise UserError(
+            f"run {result.run_id[:8]} failed at {failure_sentence(result)} (the whole log is in the "
+            "Dagster UI: `buw dev`)."
+        )
+    return result
+
+
+def extract_cost(result: dg.ExecuteInProcessResult) -> dict[str, float]:
+    """calls, metrics_requested, datapoints, estimated_cost_usd and days of the run's metric_points step."""
+    figures = {"calls": 0, "metrics_requested": 0, "datapoints": 0, "estimated_cost_usd": 0.0, "days": 0}
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("metric_points")]
+    if events:
+        metadata = events[0].materialization.metadata
+        for name in ("calls", "metrics_requested", "datapoints", "estimated_cost_usd"):
+            if name in metadata:
+                figures[name] = metadata[name].value
+        figures["days"] = len(events)
+    return figures
+
+
+def run_tags(
+    as_of: datetime,
+    days: Sequence | None = None,
+    series: Iterable[str] | None = None,
+    report_region: str | None = None,
+    model_ids: Sequence[str] = (),
+    granularity: dict[str, str] | None = None,
+    endpoints: Iterable[tuple[str, str]] | None = None,
+) -> dict[str, str]:
+    """The run tags that carry what the CLI decided into the assets."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from pipelines.assets.report import (
+        ENDPOINTS_TAG,
+        GRANULARITY_TAG,
+        MODEL_IDS_TAG,
+        REPORT_REGION_TAG,
+    )
+    from pipelines.resources import AS_OF_TAG, SERIES_TAG
+
+    tags = {AS_OF_TAG: as_of.isoformat()}
+    if days:
+        tags[ASSET_PARTITION_RANGE_START_TAG] = min(days).isoformat()
+        tags[ASSET_PARTITION_RANGE_END_TAG] = max(days).isoformat()
+    if series is not None:
+        tags[SERIES_TAG] = json.dumps(sorted(set(series)))
+    if report_region is not None:
+        tags[REPORT_REGION_TAG] = report_region
+    if model_ids:
+        tags[MODEL_IDS_TAG] = json.dumps(list(model_ids))
+    if endpoints is not None:
+        tags[ENDPOINTS_TAG] = json.dumps(sorted(endpoints))
+    if granularity:
+        tags[GRANULARITY_TAG] = json.dumps(granularity, sort_keys=True)
+    return tags
 
 
 def build_models_and_reports(
@@ -149,32 +178,20 @@ def build_models_and_reports(
 ) -> None:
     """Materialize the SQL models and/or the reports (``steps``: all, models, reports) as one Dagster run."""
     from pipelines.assets.models import build_models_asset
-    from pipelines.assets.report import ENDPOINTS_TAG, GRANULARITY_TAG, reports
-    from pipelines.resources import AS_OF_TAG
 
-    tags = {AS_OF_TAG: as_of.isoformat()}
-    if endpoints is not None:
-        tags[ENDPOINTS_TAG] = json.dumps(sorted(endpoints))
-    if granularity:
-        tags[GRANULARITY_TAG] = json.dumps(granularity, sort_keys=True)
-    models = build_models_asset()
-    selection = {"all": None, "models": [models], "reports": [reports]}[steps]
-    # Entered, so Dagster finds this instance as the current one while it loads the definitions of the run.
-    with _instance() as instance:
-        result = dg.materialize(
-            [models, reports],
-            selection=selection,
-            instance=instance,
-            resources={"warehouse": warehouse},
-            tags=tags,
-            # The run's event log is in the Dagster UI; the terminal gets warnings only.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=False,
-        )
-    if not result.success:
-        failure = next((event for event in result.all_events if event.event_type_value == "STEP_FAILURE"), None)
-        detail = failure.event_specific_data.error.message.strip().splitlines()[-1] if failure else "see the run"
-        raise UserError(f"building the marts and reports failed: {detail}")
+    models = [key.to_user_string() for key in build_models_asset().keys]
+    selection = {"all": [*models, "reports"], "models": models, "reports": ["reports"]}[steps]
+    execute(None, warehouse, run_tags(as_of, granularity=granularity, endpoints=endpoints), selection)
+
+
+def plan_days(warehouse: WarehouseResource, as_of: datetime, regions: Sequence[str], days: int, console) -> list:
+    """The metric days this run reads; says which held days are read again because their files are gone."""
+    from pipelines.extraction import days_to_read
+
+    wanted, problems = days_to_read(warehouse.lake(), as_of, regions, days)
+    for problem in sorted(set(problems)):
+        console.print(f"[yellow]{problem}: reading that day again[/yellow]")
+    return wanted
 
 
 def summary_rows(warehouse: WarehouseResource, endpoints: Iterable[tuple[str, str]] | None = None) -> list[tuple]:
@@ -267,107 +284,35 @@ def _validate_region(region: str) -> None:
         )
 
 
-def resolve_endpoints(warehouse: WarehouseResource, region: str, model_ids: Sequence[str]) -> list[tuple[str, str]]:
-    """The (region, endpoint) of each id the user gave: endpoint ids, profile ids or ARNs, base model ids."""
-    with warehouse.connect(read_only=True) as connection:
-        rows = connection.execute(
-            """
-            select series_id, endpoint, profile_arn, base_model_id
-            from endpoints where region = $region
-            """,
-            {"region": region},
-        ).fetchall()
-    lookup: dict[str, str] = {}
-    profiled: dict[str, set[str]] = {}
-    for series_id, endpoint, profile_arn, base_model_id in rows:
-        for key in (series_id, endpoint, profile_arn):
-            if key:
-                lookup.setdefault(key, endpoint)
-        if base_model_id and base_model_id == endpoint:
-            lookup.setdefault(base_model_id, endpoint)
-        elif base_model_id:
-            profiled.setdefault(base_model_id, set()).add(endpoint)
-    resolved = []
-    for model_id in model_ids:
-        key = model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") and model_id not in lookup else model_id
-        endpoint = lookup.get(model_id) or lookup.get(key)
-        if endpoint is None and model_id in profiled:
-            raise UserError(
-                f"{model_id!r} has no usage of its own in {region}; it is called through "
-                f"{', '.join(sorted(profiled[model_id]))}: pass one of those to -m."
-            )
-        if endpoint is None:
-            known = ", ".join(sorted({value for value in lookup.values()})[:6])
-            raise UserError(
-                f"{model_id!r} is not a model, inference profile or endpoint seen in {region}; "
-                f"known endpoints include {known or 'none'}."
-            )
-        resolved.append((region, endpoint))
-    return sorted(set(resolved))
+def _listings(aws: AwsResource, region: str) -> tuple[list, list]:
+    """The region's inference profiles (both types) and foundation models, as records."""
+    from pipelines.assets.extract import ExtractError
+    from pipelines.aws import AwsApiError
+    from pipelines.aws.bedrock import list_foundation_models, list_inference_profiles
+
+    client = aws.client("bedrock", region)
+    try:
+        return list_inference_profiles(client), list_foundation_models(client)
+    except AwsApiError as error:
+        raise ExtractError(f"listing the models of {region}: {error}") from error
 
 
-def endpoints_with_usage(warehouse: WarehouseResource, region: str) -> list[tuple[str, str]]:
-    """Every (region, endpoint) of ``region`` with at least one datapoint in the warehouse."""
-    with warehouse.connect(read_only=True) as connection:
-        rows = connection.execute(
-            "select distinct region, endpoint from endpoint_minute where region = $region order by endpoint",
-            {"region": region},
-        ).fetchall()
-    return [tuple(row) for row in rows]
-
-
-def _known_ids(warehouse: WarehouseResource, region: str, as_of: datetime) -> set[str]:
-    """Model ids, profile ids and ARNs in the region's latest snapshots (to reject an unknown -m early)."""
-    import duckdb
-
-    from pipelines.lake import Partition
-
-    lake = warehouse.lake()
-    known: set[str] = set()
-    for dataset, columns in (
-        ("inference_profiles", ("profile_id", "profile_arn")),
-        ("foundation_models", ("model_id", "model_arn")),
-    ):
-        path = Partition(dataset, region, as_of.date()).path(lake)
-        if not path.exists():
-            continue
-        for row in duckdb.sql(
-            f"select {', '.join(columns)} from read_parquet($path)", params={"path": str(path)}
-        ).fetchall():
-            known.update(value for value in row if value)
-    return known
-
-
-def _prompt_model(warehouse: WarehouseResource, region: str, as_of: datetime, console) -> list[str]:
-    """Ask provider, model and endpoint (as bedrock-usage-analyzer does) from the region's snapshots."""
-    import duckdb
+def _prompt_model(profiles: list, models: list, region: str, console) -> list[str]:
+    """Ask provider, model and endpoint (as bedrock-usage-analyzer does) from the region's listings."""
     from rich.prompt import Prompt
 
-    from pipelines.lake import Partition
-
-    lake = warehouse.lake()
-    models_path = Partition("foundation_models", region, as_of.date()).path(lake)
-    profiles_path = Partition("inference_profiles", region, as_of.date()).path(lake)
-    models = duckdb.sql(
-        "select provider, model_id, model_name, list_contains(inference_types, 'ON_DEMAND') as on_demand "
-        "from read_parquet($path) order by provider, model_name",
-        params={"path": str(models_path)},
-    ).fetchall()
-    providers = sorted({provider for provider, _, _, _ in models})
+    providers = sorted({model.provider for model in models})
     provider = Prompt.ask("Provider", choices=providers, console=console)
-    choices = {name: (model_id, on_demand) for p, model_id, name, on_demand in models if p == provider}
+    choices = {model.model_name: model for model in models if model.provider == provider}
     name = Prompt.ask("Model", choices=sorted(choices), console=console)
-    model_id, on_demand = choices[name]
+    model = choices[name]
     # The base model is an endpoint of its own only where it is offered on demand.
-    endpoints = [model_id] if on_demand else []
-    if profiles_path.exists():
-        endpoints += [
-            row[0]
-            for row in duckdb.sql(
-                "select profile_id from read_parquet($path) where type = 'SYSTEM' and profile_id like '%.' || $model",
-                params={"path": str(profiles_path), "model": model_id},
-            ).fetchall()
-        ]
+    endpoints = [model.model_id] if "ON_DEMAND" in model.inference_types else []
+    endpoints += sorted(
+        profile.profile_id
+        for profile in profiles
+        if profile.type != "APPLICATION" and profile.profile_id.endswith("." + model.model_id)
+    )
     if not endpoints:
         raise UserError(f"{name} has no on-demand or inference-profile endpoint in {region}; pick another model.")
     endpoint = Prompt.ask("Endpoint", choices=endpoints, default=endpoints[-1], console=console)
@@ -375,41 +320,48 @@ def _prompt_model(warehouse: WarehouseResource, region: str, as_of: datetime, co
 
 
 def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = None) -> RunSummary:
-    """`buw analyze`: one incremental run for one region of the caller's account."""
+    """`buw analyze`: one incremental run for one region of the caller's account, as one Dagster run."""
     from pipelines.assets.extract import ExtractError, identity_for
+    from pipelines.endpoint_lookup import series_for_ids
 
     _validate_region(request.region)
     aws = AwsResource(regions=[request.region], profile_name=request.profile, endpoint_url=endpoint_url)
     warehouse = WarehouseResource(reports_dir=str(request.output_dir) if request.output_dir else None)
     _check_output_dir(warehouse.reports())
-    as_of = request.as_of or current_minute()
+    model_ids = list(request.model_ids)
+    series = None
     try:
-        # Snapshots are dated by AWS's clock; as_of only sets where the windows end.
-        account_id, now = identity_for(aws, request.region)
-        extract_snapshots(aws, warehouse, [request.region], now.replace(second=0), account_id)
-        model_ids = list(request.model_ids)
-        if model_ids:
-            known = _known_ids(warehouse, request.region, now)
-            unknown = [
-                model_id for model_id in model_ids if model_id not in known and model_id.rsplit("/", 1)[-1] not in known
-            ]
-            if unknown:
-                raise UserError(
-                    f"{unknown[0]!r} is not a foundation model or inference profile in {request.region}; "
-                    "list them with `aws bedrock list-inference-profiles` or omit -m to analyse every endpoint."
-                )
-        elif request.interactive:
-            model_ids = _prompt_model(warehouse, request.region, now, console)
-        results = extract_metrics(aws, warehouse, [request.region], as_of, account_id, request.days, console, now)
+        # AWS's clock sets the default as_of and CloudWatch's retention, whatever this machine's clock says.
+        _, now = identity_for(aws, request.region)
+        as_of = request.as_of or default_as_of(now, warehouse.as_of_lag())
+        if model_ids or request.interactive:
+            profiles, models = _listings(aws, request.region)
+            if not model_ids:
+                model_ids = _prompt_model(profiles, models, request.region, console)
+            chosen = series_for_ids(profiles, models, request.region, model_ids)
+            series = sorted({name for endpoint in chosen for name in endpoint.series})
     except ExtractError as error:
         raise UserError(explain(error, f"extracting {request.region}") or str(error)) from error
-    build_models_and_reports(warehouse, as_of, steps="models")
-    if model_ids:
-        endpoints = resolve_endpoints(warehouse, request.region, model_ids)
-    else:
-        endpoints = endpoints_with_usage(warehouse, request.region)
-    build_models_and_reports(warehouse, as_of, endpoints=endpoints, granularity=request.granularity, steps="reports")
-    return _finish(console, warehouse, as_of, results, endpoints)
+    days = plan_days(warehouse, as_of, [request.region], request.days, console)
+    tags = run_tags(
+        as_of,
+        days=days,
+        series=series,
+        report_region=request.region,
+        model_ids=model_ids,
+        granularity=request.granularity,
+    )
+    with console.status(f"reading {request.region} from {days[0]} to {days[-1]} and building the warehouse"):
+        result = execute(aws, warehouse, tags)
+    endpoints = _rendered_endpoints(warehouse, tags)
+    return _finish(console, warehouse, as_of, result, endpoints)
+
+
+def _rendered_endpoints(warehouse: WarehouseResource, tags: dict[str, str]) -> list[tuple[str, str]] | None:
+    from pipelines.assets.report import selected_endpoints
+
+    with warehouse.connect(read_only=True) as connection:
+        return selected_endpoints(tags, connection)
 
 
 def _check_output_dir(path: Path) -> None:
@@ -424,19 +376,28 @@ def _check_output_dir(path: Path) -> None:
         ) from None
 
 
-def _finish(console, warehouse, as_of, results, endpoints) -> RunSummary:
+def _finish(console, warehouse, as_of, result, endpoints) -> RunSummary:
     rows = summary_rows(warehouse, endpoints)
     index = warehouse.reports() / "index.html"
+    cost = extract_cost(result) if result is not None else {}
+    if cost.get("days"):
+        console.print(
+            f"run {result.run_id[:8]}: read {cost['days']} day(s) with {cost['calls']:,} GetMetricData calls, "
+            f"{cost['metrics_requested']:,} metrics requested (≈ ${cost['estimated_cost_usd']:.4f}), "
+            f"{cost['datapoints']:,} datapoints"
+        )
     print_summary(console, rows, index if index.exists() else None)
     return RunSummary(
         as_of=as_of,
-        partitions=len(results),
-        calls=sum(result.stats.calls for result in results),
-        metrics_requested=sum(result.stats.metrics_requested for result in results),
-        datapoints=sum(result.stats.datapoints for result in results),
+        partitions=int(cost.get("days", 0)),
+        calls=int(cost.get("calls", 0)),
+        metrics_requested=int(cost.get("metrics_requested", 0)),
+        datapoints=int(cost.get("datapoints", 0)),
         reports=tuple(sorted(warehouse.reports().glob("*/*.html"))),
         index=index if index.exists() else None,
         rows=tuple(rows),
+        run_id=result.run_id if result is not None else None,
+        estimated_cost_usd=float(cost.get("estimated_cost_usd", 0.0)),
     )
 
 
@@ -462,7 +423,6 @@ def run_demo(
     scenario: str = "demo", as_of: datetime | None = None, output_dir: Path | None = None, console=None
 ) -> RunSummary:
     """`buw demo`: start the sandbox in-process and run the whole pipeline on every region of the scenario."""
-    from pipelines.assets.extract import identity_for
     from pipelines.sandbox.scenario import ScenarioError
     from pipelines.sandbox.server import SandboxServer
 
@@ -472,18 +432,18 @@ def run_demo(
         raise UserError(f"cannot load scenario {scenario!r}: {error}") from None
     with sandbox, _sandbox_credentials(sandbox.endpoint_url):
         regions = list(sandbox.scenario.regions)
-        as_of = sandbox.now().replace(tzinfo=None, second=0, microsecond=0)
+        warehouse = WarehouseResource(reports_dir=str(output_dir) if output_dir else None)
+        now = sandbox.now().astimezone(UTC).replace(tzinfo=None)
+        as_of = as_of or default_as_of(now, warehouse.as_of_lag())
         console.print(
             f"sandbox account {sandbox.scenario.account_id} at {sandbox.endpoint_url}; as_of {as_of:%Y-%m-%d %H:%M}Z"
         )
         aws = AwsResource(regions=regions, endpoint_url=sandbox.endpoint_url)
-        warehouse = WarehouseResource(reports_dir=str(output_dir) if output_dir else None)
         _check_output_dir(warehouse.reports())
-        account_id, now = identity_for(aws, regions[0])
-        extract_snapshots(aws, warehouse, regions, now.replace(second=0), account_id)
-        results = extract_metrics(aws, warehouse, regions, as_of, account_id, 30, console, now)
-        build_models_and_reports(warehouse, as_of)
-        return _finish(console, warehouse, as_of, results, None)
+        days = plan_days(warehouse, as_of, regions, 30, console)
+        with console.status(f"reading {', '.join(regions)} from {days[0]} to {days[-1]} and building the warehouse"):
+            result = execute(aws, warehouse, run_tags(as_of, days=days))
+        return _finish(console, warehouse, as_of, result, None)
 
 
 def rerender_reports(
@@ -498,7 +458,8 @@ def rerender_reports(
     if model_ids:
         if region is None:
             raise UserError("-m needs -r/--region to tell which region's endpoint is meant.")
-        endpoints = resolve_endpoints(warehouse, region, model_ids)
+        with warehouse.connect(read_only=True) as connection:
+            endpoints = resolve_endpoints(connection, region, model_ids)
     elif region is not None:
         with warehouse.connect(read_only=True) as connection:
             endpoints = [
@@ -515,4 +476,4 @@ def rerender_reports(
         raise UserError("the warehouse holds no usage yet; run `buw analyze` (or pass --as-of to build the marts).")
     # A new as_of moves every window, so the marts are rebuilt first; otherwise only the pages are rendered.
     build_models_and_reports(warehouse, as_of or stored, endpoints=endpoints, steps="all" if as_of else "reports")
-    _finish(console, warehouse, as_of or stored, [], endpoints)
+    _finish(console, warehouse, as_of or stored, None, endpoints)

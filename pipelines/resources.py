@@ -7,7 +7,8 @@ import time: ``BUW_WAREHOUSE``, ``BUW_REPORTS``, ``BUW_AS_OF`` and the standard 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -30,23 +31,61 @@ def parse_as_of(text: str) -> datetime:
 
 
 AS_OF_TAG = "buw/as_of"
+# Run tag `buw analyze -m` sets: the CloudWatch series (JSON list) the metrics read is narrowed to.
+SERIES_TAG = "buw/series"
+
+# CloudWatch is still filling the last few minutes when a run starts: a minute counted before its datapoints
+# land looks idle or half-busy. Windows therefore end this many minutes before AWS's clock unless pinned.
+DEFAULT_AS_OF_LAG_MINUTES = 5
 
 
-def run_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> datetime:
-    """This run's ``as_of``: its ``buw/as_of`` tag, else the warehouse setting, else the run's creation minute.
+def default_as_of(aws_now: datetime, lag: timedelta) -> datetime:
+    """The as_of of an unpinned run: AWS's clock less the lag, on a whole minute, naive UTC."""
+    if aws_now.tzinfo is not None:
+        aws_now = aws_now.astimezone(UTC).replace(tzinfo=None)
+    return (aws_now - lag).replace(second=0, microsecond=0)
 
-    Taken from the run, not from the clock at each step, so every asset of a run (and a re-run of it) uses the
-    same windows and reads the same range.
-    """
-    tagged = context.run.tags.get(AS_OF_TAG)
+
+def pinned_as_of(tags: Mapping[str, str], warehouse: WarehouseResource) -> datetime | None:
+    """The as_of a run was pinned to: its ``buw/as_of`` tag, else the warehouse setting (``BUW_AS_OF``)."""
+    tagged = tags.get(AS_OF_TAG)
     if tagged:
         return parse_as_of(tagged)
     if warehouse.as_of or os.environ.get("BUW_AS_OF"):
         return warehouse.as_of_minute()
+    return None
+
+
+def latest_extracted_as_of(lake: Path) -> datetime | None:
+    """The as_of the newest extraction run read the lake up to (``extract_runs``), or None before any run."""
+    files = sorted(lake.glob("extract_runs/region=*/date=*/data.parquet"))
+    if not files:
+        return None
+    relation = duckdb.sql(
+        "select as_of from read_parquet($files) order by recorded_at desc, as_of desc limit 1",
+        params={"files": [str(path) for path in files]},
+    )
+    row = relation.fetchone()
+    return row[0] if row else None
+
+
+def run_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> datetime:
+    """The ``as_of`` the marts and reports of this run are computed at.
+
+    Pinned (run tag or setting) when given; otherwise where the newest extraction stopped reading, so no window
+    ends past the minutes the lake holds, whenever the models run after it (a schedule, the automation, the UI).
+    Before any extraction: the run's creation minute less the lag. Taken from the run and the lake, not from the
+    clock at each step, so every asset of a run (and a re-run of it) uses the same windows.
+    """
+    pinned = pinned_as_of(context.run.tags, warehouse)
+    if pinned is not None:
+        return pinned
+    extracted = latest_extracted_as_of(warehouse.lake())
+    if extracted is not None:
+        return extracted
     record = context.instance.get_run_record_by_id(context.run_id)
-    if record is None or record.create_timestamp is None:
-        return warehouse.as_of_minute()
-    return record.create_timestamp.astimezone(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    created = record.create_timestamp if record is not None and record.create_timestamp is not None else None
+    return default_as_of(created or datetime.now(UTC), warehouse.as_of_lag())
 
 
 def parse_utc_timestamp(value) -> datetime:
@@ -112,6 +151,7 @@ class WarehouseResource(dg.ConfigurableResource):
     warehouse_dir: str | None = None
     reports_dir: str | None = None
     as_of: str | None = None
+    as_of_lag_minutes: int | None = None
 
     def root(self) -> Path:
         return Path(self.warehouse_dir or os.environ.get("BUW_WAREHOUSE") or "warehouse").resolve()
@@ -126,9 +166,19 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.reports_dir or os.environ.get("BUW_REPORTS") or "reports/out").resolve()
 
     def as_of_minute(self) -> datetime:
-        """The pinned ``as_of`` (field or ``BUW_AS_OF``), else the start of the current UTC minute."""
+        """The pinned ``as_of`` (field or ``BUW_AS_OF``), else the current UTC minute less the lag."""
         pinned = self.as_of or os.environ.get("BUW_AS_OF")
-        return parse_as_of(pinned) if pinned else current_minute()
+        return parse_as_of(pinned) if pinned else default_as_of(datetime.now(UTC), self.as_of_lag())
+
+    def as_of_lag(self) -> timedelta:
+        """How far an unpinned as_of trails AWS's clock: the field, else ``BUW_AS_OF_LAG_MINUTES``, else 5."""
+        minutes = self.as_of_lag_minutes
+        if minutes is None:
+            text = os.environ.get("BUW_AS_OF_LAG_MINUTES", "").strip()
+            minutes = int(text) if text else DEFAULT_AS_OF_LAG_MINUTES
+        if minutes < 0:
+            raise ValueError(f"the as_of lag must be 0 or more minutes, not {minutes}")
+        return timedelta(minutes=minutes)
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection to the warehouse file, with the session time zone fixed to UTC."""

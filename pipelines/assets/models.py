@@ -19,10 +19,20 @@ from pipelines.models import PYTHON_MODELS, SqlModel, all_models, build_any, bui
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
 from pipelines.resources import WarehouseResource, run_as_of
 
+# Rebuild when any upstream landed (a metric day or a snapshot), once nothing upstream is still running. Unlike
+# AutomationCondition.eager(), it does not wait for every upstream partition: most days of the partition space
+# are never read (only the last 30 are backfilled), and the marts are built from whatever the lake holds.
+MARTS_AUTOMATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("rebuild after new extracted data")
+
 # Raw datasets each staging model reads (asset keys of the extract group).
 RAW_INPUTS = {
     "stg_metric_points": ("metric_points",),
     "stg_metric_coverage": ("metric_points",),
+    "extract_runs": ("metric_points",),
     "stg_inference_profiles": ("inference_profiles",),
     "stg_profile_tags": ("profile_tags", "inference_profiles"),
     "stg_foundation_models": ("foundation_models",),
@@ -84,6 +94,7 @@ def _spec(model: SqlModel, seeds: set[str]) -> dg.AssetSpec:
         kinds={"duckdb", "python"} if model.name in PYTHON_MODELS else {"duckdb", "sql"},
         description=_description(model),
         skippable=True,
+        automation_condition=MARTS_AUTOMATION,
     )
 
 

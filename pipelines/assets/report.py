@@ -6,6 +6,9 @@ from datetime import datetime
 
 import dagster as dg
 
+from pipelines.assets.models import MARTS_AUTOMATION
+from pipelines.endpoint_lookup import endpoints_with_usage, resolve_endpoints
+from pipelines.errors import UserError
 from pipelines.report import ReportError, render_reports
 from pipelines.resources import AS_OF_TAG, WarehouseResource, run_as_of
 
@@ -13,6 +16,23 @@ from pipelines.resources import AS_OF_TAG, WarehouseResource, run_as_of
 # window (JSON object, from --granularity). Without them every endpoint is rendered at the default buckets.
 ENDPOINTS_TAG = "buw/endpoints"
 GRANULARITY_TAG = "buw/granularity"
+# `buw analyze -r REGION [-m ID ...]`: render the endpoints the ids name (as the endpoints mart resolves them),
+# or without ids every endpoint of the region with usage.
+REPORT_REGION_TAG = "buw/report_region"
+MODEL_IDS_TAG = "buw/model_ids"
+
+
+def selected_endpoints(tags, connection) -> list[tuple[str, str]] | None:
+    """The (region, endpoint) pages a run asks for, or None for every endpoint with usage."""
+    if ENDPOINTS_TAG in tags:
+        return [tuple(pair) for pair in json.loads(tags[ENDPOINTS_TAG])]
+    if REPORT_REGION_TAG not in tags:
+        return None
+    region = tags[REPORT_REGION_TAG]
+    if MODEL_IDS_TAG in tags:
+        return resolve_endpoints(connection, region, json.loads(tags[MODEL_IDS_TAG]))
+    return endpoints_with_usage(connection, region)
+
 
 REPORT_INPUTS = (
     "endpoints",
@@ -43,15 +63,19 @@ def _report_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     group_name="report",
     kinds={"html", "json", "plotly"},
     deps=list(REPORT_INPUTS),
+    automation_condition=MARTS_AUTOMATION,
 )
 def reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Renders reports/templates/ (Jinja2 + Plotly, plotly.js inline) for every endpoint into BUW_REPORTS."""
     tags = context.run.tags
     out_dir = warehouse.reports()
-    select = [tuple(pair) for pair in json.loads(tags[ENDPOINTS_TAG])] if ENDPOINTS_TAG in tags else None
     granularity = json.loads(tags[GRANULARITY_TAG]) if GRANULARITY_TAG in tags else None
     with warehouse.connect(read_only=True) as connection:
         as_of = _report_as_of(context, warehouse, connection)
+        try:
+            select = selected_endpoints(tags, connection)
+        except UserError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
         try:
             files = render_reports(connection, out_dir, as_of=as_of, select=select, chart_granularity=granularity)
         except ReportError as error:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from pipelines.aws import AwsApiError, aws_call
 from pipelines.aws.records import CallStats, MetricPoints, MetricQuery, QueryBatch, periods_in
@@ -25,6 +25,27 @@ DIMENSION = "ModelId"
 MAX_QUERIES_PER_CALL = 500
 MAX_DATAPOINTS_PER_CALL = 100_800
 MAX_CALLS_PER_SECOND = 50.0
+
+
+@dataclass(frozen=True)
+class MetricPrice:
+    """What CloudWatch charges for GetMetricData, and since when that is the price we know."""
+
+    usd_per_1000_metrics: float
+    as_of: date
+    source: str
+
+    def cost(self, metrics_requested: int) -> float:
+        """The estimated charge in USD for ``metrics_requested`` metrics."""
+        return metrics_requested * self.usd_per_1000_metrics / 1000
+
+
+# GetMetricData is billed per metric requested in each call, whatever the range or datapoints returned.
+GET_METRIC_DATA_PRICE = MetricPrice(
+    usd_per_1000_metrics=0.01,
+    as_of=date(2026, 11, 1),
+    source="Amazon CloudWatch pricing, API requests: GetMetricData, $0.01 per 1,000 metrics requested",
+)
 
 
 @dataclass(frozen=True)
@@ -54,22 +75,40 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 
-def list_model_ids(client, namespace: str = NAMESPACE) -> list[str]:
-    """ModelIds with a series of their own in the namespace (ListMetrics, every page), sorted.
+def list_metric_series(client, namespace: str = NAMESPACE, *, recently_active: bool = False) -> dict[str, set[str]]:
+    """{ModelId: the metric names ListMetrics lists for it} (every page).
 
     Only metrics whose sole dimension is ModelId count: that is the per-model series GetMetricData is asked
-    for. CloudWatch leaves out series with no datapoint in the last two weeks, so callers add the ids they
-    know of.
+    for. CloudWatch lists a metric only where it has datapoints: series idle for two weeks drop out, a series
+    with no cache traffic has no CacheReadInputTokenCount, and EstimatedTPMQuotaUsage and TimeToFirstToken exist
+    for some models only. ``recently_active`` narrows the listing to metrics with data in the last three hours
+    (``RecentlyActive=PT3H``), which is what an hourly refresh needs to ask for.
     """
     paginator = client.get_paginator("list_metrics")
-    model_ids: set[str] = set()
+    request: dict = {"Namespace": namespace, "Dimensions": [{"Name": DIMENSION}]}
+    if recently_active:
+        request["RecentlyActive"] = "PT3H"
+    listed: dict[str, set[str]] = {}
     with aws_call("ListMetrics", client):
-        for page in paginator.paginate(Namespace=namespace, Dimensions=[{"Name": DIMENSION}]):
+        for page in paginator.paginate(**request):
             for metric in page.get("Metrics", []):
                 dimensions = metric.get("Dimensions", [])
                 if len(dimensions) == 1 and dimensions[0]["Name"] == DIMENSION:
-                    model_ids.add(dimensions[0]["Value"])
-    return sorted(model_ids)
+                    listed.setdefault(dimensions[0]["Value"], set()).add(metric["MetricName"])
+    return listed
+
+
+def list_model_ids(client, namespace: str = NAMESPACE) -> list[str]:
+    """ModelIds with a series of their own in the namespace (ListMetrics, every page), sorted.
+
+    CloudWatch leaves out series with no datapoint in the last two weeks, so callers add the ids they know of.
+    """
+    return sorted(list_metric_series(client, namespace))
+
+
+def queries_for(listed: dict[str, set[str]], metrics: tuple[MetricSpec, ...] = METRICS) -> list[tuple[str, MetricSpec]]:
+    """The (ModelId, statistic) queries worth paying for: every statistic we keep of each listed metric."""
+    return [(model_id, spec) for model_id in sorted(listed) for spec in metrics if spec.metric in listed[model_id]]
 
 
 def plan_queries(
@@ -79,10 +118,20 @@ def plan_queries(
     period: int,
     metrics: tuple[MetricSpec, ...] = METRICS,
 ) -> list[QueryBatch]:
-    """The GetMetricData calls for every (ModelId, metric, stat) over [start, end) at ``period`` seconds.
+    """The GetMetricData calls for every (ModelId, metric, stat) over [start, end) at ``period`` seconds."""
+    return plan_pair_queries(
+        [(model_id, spec) for model_id in sorted(set(model_ids)) for spec in metrics], start, end, period
+    )
+
+
+def plan_pair_queries(
+    pairs: Iterable[tuple[str, MetricSpec]], start: datetime, end: datetime, period: int
+) -> list[QueryBatch]:
+    """The GetMetricData calls for the given (ModelId, statistic) queries over [start, end) at ``period`` s.
 
     Each call holds at most 500 queries and at most 100,800 datapoint slots (queries x periods in the range),
-    and the queries are spread evenly over the fewest calls that respect both, so the number of calls is
+    so no call needs a NextToken page (every page bills each of its metrics again); the queries are spread
+    evenly over the fewest calls that respect both, so the number of calls is
     ``max(ceil(slots / 100,800), ceil(queries / 500))``. Query ids restart at ``q0`` in every call (they only
     need to be unique within one) and match CloudWatch's ``^[a-z][a-zA-Z0-9_]*$``.
     """
@@ -93,7 +142,8 @@ def plan_queries(
     slots_per_query = periods_in(start, end, period)
     # A single query longer than 100,800 periods still fits one call; CloudWatch pages it through NextToken.
     per_call = min(MAX_QUERIES_PER_CALL, max(1, MAX_DATAPOINTS_PER_CALL // slots_per_query))
-    wanted = [(model_id, spec) for model_id in sorted(set(model_ids)) for spec in metrics]
+    # In the order given, each once (dict keeps the first of equal pairs).
+    wanted = list(dict.fromkeys(pairs))
     if not wanted:
         return []
     calls = -(-len(wanted) // per_call)
@@ -239,15 +289,20 @@ def fetch_metric_data(
     max_workers: int = 8,
     max_calls_per_second: float = MAX_CALLS_PER_SECOND,
     metrics: tuple[MetricSpec, ...] = METRICS,
+    pairs: Iterable[tuple[str, MetricSpec]] | None = None,
 ) -> tuple[MetricPoints, CallStats]:
-    """Every datapoint of ``metrics`` for ``model_ids`` in [start, end) at ``period`` s, and what it cost.
+    """Every datapoint of ``metrics`` for ``model_ids`` (or of exactly ``pairs``) in [start, end) at ``period`` s,
+    and what it cost.
 
-    Calls come from ``plan_queries`` and run on up to ``max_workers`` threads, never faster than
+    Calls come from ``plan_pair_queries`` and run on up to ``max_workers`` threads, never faster than
     ``max_calls_per_second`` together. Timestamps are period starts, naive UTC; rows are ordered by
     (model_id, metric, stat, ts). Any failed call (after botocore's retries), error status, call-level message
     or PartialData without a NextToken raises ``AwsApiError``; the remaining calls are cancelled.
     """
-    batches = plan_queries(model_ids, start, end, period, metrics)
+    if pairs is None:
+        batches = plan_queries(model_ids, start, end, period, metrics)
+    else:
+        batches = plan_pair_queries(pairs, start, end, period)
     if not batches:
         return MetricPoints(), CallStats()
     limiter = RateLimiter(max_calls_per_second)

@@ -6,7 +6,7 @@ import pyarrow.compute as pc
 import pytest
 
 from pipelines import lake as lake_io
-from pipelines.assets.extract import extract_metrics_partition, plan_ranges
+from pipelines.extraction import extract_metrics, plan_ranges
 from pipelines.resources import AwsResource
 from pipelines.sandbox.server import SandboxServer
 
@@ -36,14 +36,15 @@ def test_rerunning_a_pinned_past_as_of_keeps_the_one_minute_rows(tmp_path, monke
     lake = tmp_path / "lake"
     with SandboxServer("demo", seed=0, now=T.replace(tzinfo=UTC)) as sandbox:
         aws = AwsResource(regions=[REGION], endpoint_url=sandbox.endpoint_url)
-        first = extract_metrics_partition(aws, lake, REGION, DAY, T, "123456789012")
+        first = extract_metrics(aws, lake, REGION, DAY, DAY, T, "123456789012", T)
         assert first.periods == (60,)
         before = lake_io.read_partition(lake, lake_io.Partition("metric_points", REGION, DAY))
         assert _periods(before)[60] > 10_000
 
         # Twenty days later a user re-runs with the same pinned as_of, for a reproducible report.
         sandbox.advance(timedelta(days=20))
-        again = extract_metrics_partition(aws, lake, REGION, DAY, T, "123456789012")
+        # Forced: the day is held, so a plain run would read nothing at all.
+        again = extract_metrics(aws, lake, REGION, DAY, DAY, T, "123456789012", T + timedelta(days=20), reread=True)
         assert again.periods == (300,)
         after = lake_io.read_partition(lake, lake_io.Partition("metric_points", REGION, DAY))
     assert _periods(after)[60] == _periods(before)[60]

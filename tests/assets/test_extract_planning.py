@@ -5,13 +5,16 @@ from datetime import date, datetime, timedelta
 import pyarrow as pa
 
 from pipelines import lake as lake_io
-from pipelines.assets.extract import (
+from pipelines.aws.cloudwatch import METRICS
+from pipelines.extraction import (
     FetchRange,
-    held_partitions,
+    backfill_days,
+    contiguous_spans,
+    covered_until,
+    days_to_read,
+    held_days,
     merge_coverage,
     merge_points,
-    partitions_to_refresh,
-    plan_backfill,
     plan_ranges,
 )
 
@@ -86,65 +89,98 @@ def test_future_days_and_days_past_retention_read_nothing():
 # Incremental runs ---
 
 
-def test_first_run_backfills_thirty_days_plus_today():
-    days = plan_backfill(AS_OF)
-    assert days[0] == date(2026, 10, 21) and days[-1] == date(2026, 11, 20)
-    assert len(days) == 31  # the 30-day window ending at 12:00 starts inside 2026-10-21
-
-
-def test_later_runs_refresh_only_today():
-    held = {("us-east-1", day) for day in plan_backfill(AS_OF)}
-    assert partitions_to_refresh(AS_OF, held, ["us-east-1"]) == [("us-east-1", date(2026, 11, 20))]
-
-
-def test_just_after_midnight_yesterday_is_refreshed_too():
-    as_of = datetime(2026, 11, 20, 0, 7)
-    held = {("us-east-1", day) for day in plan_backfill(as_of)}
-    assert partitions_to_refresh(as_of, held, ["us-east-1"]) == [
-        ("us-east-1", date(2026, 11, 19)),
-        ("us-east-1", date(2026, 11, 20)),
+def cover(lake, region, day, *spans, points_file=True):
+    """What a finished read leaves for ``day``: its points file and the coverage of the spans read."""
+    rows = [
+        {
+            "account_id": "111122223333",
+            "period_s": span[2],
+            "range_start": span[0],
+            "range_end": span[1],
+            "model_ids": 3,
+            "fetched_at": AS_OF,
+            "series_ids": span[3] if len(span) > 3 else None,
+        }
+        for span in spans
     ]
+    if points_file:
+        lake_io.write_partition(
+            lake, lake_io.Partition("metric_points", region, day), lake_io.empty_table("metric_points")
+        )
+    lake_io.write_partition(
+        lake, lake_io.Partition("metric_coverage", region, day), lake_io.to_table("metric_coverage", rows)
+    )
 
 
-def test_missing_days_are_filled_per_region():
-    held = {("us-east-1", day) for day in plan_backfill(AS_OF)} - {("us-east-1", date(2026, 11, 2))}
-    wanted = partitions_to_refresh(AS_OF, held, ["us-east-1", "us-west-2"])
-    assert ("us-east-1", date(2026, 11, 2)) in wanted
-    assert len([key for key in wanted if key[0] == "us-east-1"]) == 2
-    assert len([key for key in wanted if key[0] == "us-west-2"]) == 31
+def hold(lake, region, first: date, last: date):
+    day = first
+    while day <= last:
+        start = datetime.combine(day, datetime.min.time())
+        cover(lake, region, day, (start, start + timedelta(days=1), 60))
+        day += timedelta(days=1)
+
+
+def test_first_run_backfills_thirty_days_plus_today(tmp_path):
+    assert backfill_days(AS_OF) == [date(2026, 10, 21) + timedelta(days=n) for n in range(31)]
+    wanted, problems = days_to_read(tmp_path, AS_OF, ["us-east-1", "us-west-2"])
+    assert wanted == backfill_days(AS_OF) and problems == []
+    assert contiguous_spans(wanted) == [(date(2026, 10, 21), date(2026, 11, 20))]
+
+
+def test_later_runs_read_only_today(tmp_path):
+    hold(tmp_path, "us-east-1", date(2026, 10, 21), date(2026, 11, 19))
+    assert days_to_read(tmp_path, AS_OF, ["us-east-1"]) == ([date(2026, 11, 20)], [])
+
+
+def test_just_after_midnight_yesterday_is_read_too_when_the_last_run_stopped_before_midnight(tmp_path):
+    as_of = datetime(2026, 11, 20, 0, 7)
+    hold(tmp_path, "us-east-1", date(2026, 10, 21), date(2026, 11, 18))
+    # The last run (at 23:07) read up to its as_of, 23:02.
+    cover(tmp_path, "us-east-1", date(2026, 11, 19), (datetime(2026, 11, 19), datetime(2026, 11, 19, 23, 2), 60))
+    assert days_to_read(tmp_path, as_of, ["us-east-1"])[0] == [date(2026, 11, 19), date(2026, 11, 20)]
+    assert covered_until(tmp_path, "us-east-1", datetime(2026, 11, 19), as_of) == (datetime(2026, 11, 19, 23, 2), [])
+
+
+def test_missing_days_are_read_for_every_region_that_lacks_them(tmp_path):
+    hold(tmp_path, "us-east-1", date(2026, 10, 21), date(2026, 11, 19))
+    (tmp_path / "metric_coverage" / "region=us-east-1" / "date=2026-11-02" / "data.parquet").unlink()
+    assert days_to_read(tmp_path, AS_OF, ["us-east-1"])[0] == [date(2026, 11, 2), date(2026, 11, 20)]
+    assert days_to_read(tmp_path, AS_OF, ["us-east-1", "us-west-2"])[0] == backfill_days(AS_OF)
+
+
+def test_a_lost_or_unreadable_points_file_is_not_held_whatever_its_coverage_says(tmp_path):
+    hold(tmp_path, "us-east-1", date(2026, 10, 21), date(2026, 11, 19))
+    (tmp_path / "metric_points" / "region=us-east-1" / "date=2026-11-02" / "data.parquet").unlink()
+    (tmp_path / "metric_points" / "region=us-east-1" / "date=2026-11-05" / "data.parquet").write_bytes(b"not parquet")
+    wanted, problems = days_to_read(tmp_path, AS_OF, ["us-east-1"])
+    assert wanted == [date(2026, 11, 2), date(2026, 11, 5), date(2026, 11, 20)]
+    assert len(problems) == 2
+    assert "date=2026-11-02/data.parquet is missing" in problems[0]
+    assert "date=2026-11-05/data.parquet is unreadable" in problems[1]
 
 
 def test_held_means_coverage_reaches_the_end_of_the_day(tmp_path):
-    def cover(day, *spans):
-        rows = [
-            {
-                "account_id": "111122223333",
-                "period_s": period,
-                "range_start": start,
-                "range_end": end,
-                "model_ids": 3,
-                "fetched_at": AS_OF,
-            }
-            for start, end, period in spans
-        ]
-        lake_io.write_partition(
-            tmp_path,
-            lake_io.Partition("metric_coverage", "us-east-1", day),
-            lake_io.to_table("metric_coverage", rows),
-        )
-
-    cover(date(2026, 11, 18), (datetime(2026, 11, 18), datetime(2026, 11, 19), 60))
-    # Last read at 10:00 on the day itself: incomplete, so the next run re-reads it.
-    cover(date(2026, 11, 19), (datetime(2026, 11, 19), datetime(2026, 11, 19, 10), 60))
+    cover(tmp_path, "us-east-1", date(2026, 11, 18), (datetime(2026, 11, 18), datetime(2026, 11, 19), 60))
+    # Last read at 10:00 on the day itself: incomplete, so the next run reads the rest.
+    cover(tmp_path, "us-east-1", date(2026, 11, 19), (datetime(2026, 11, 19), datetime(2026, 11, 19, 10), 60))
     cover(
+        tmp_path,
+        "us-east-1",
         date(2026, 11, 4),
         (datetime(2026, 11, 4), datetime(2026, 11, 4, 13), 300),
         (datetime(2026, 11, 4, 13), datetime(2026, 11, 5), 60),
     )
-    assert held_partitions(tmp_path, AS_OF) == {
-        ("us-east-1", date(2026, 11, 18)),
-        ("us-east-1", date(2026, 11, 4)),
-    }
+    days = [date(2026, 11, 4), date(2026, 11, 18), date(2026, 11, 19)]
+    assert held_days(tmp_path, "us-east-1", AS_OF, days) == {date(2026, 11, 4), date(2026, 11, 18)}
+
+
+def test_a_narrowed_read_covers_its_own_series_only(tmp_path):
+    day = date(2026, 11, 18)
+    start, end = datetime(2026, 11, 18), datetime(2026, 11, 19)
+    cover(tmp_path, "us-east-1", day, (start, end, 60, ["app-1", "us.model"]))
+    assert covered_until(tmp_path, "us-east-1", start, end)[0] == start
+    assert covered_until(tmp_path, "us-east-1", start, end, ["us.model"])[0] == end
+    assert covered_until(tmp_path, "us-east-1", start, end, ["us.model", "other"])[0] == start
 
 
 # Merge rule ---
@@ -217,3 +253,25 @@ def test_coverage_keeps_finer_ranges_and_replaces_same_period_ones():
         )
     )
     assert spans == [(60, day, day + timedelta(days=1)), (300, day, day + timedelta(hours=13))]
+
+
+def test_a_narrowed_read_replaces_only_the_queries_it_made():
+    minute = datetime(2026, 11, 20, 10, 0)
+    invocations = next(spec for spec in METRICS if spec.metric == "Invocations")
+    old = points(("chosen", 60, minute, 1.0), ("other", 60, minute, 2.0))
+    new = points(("chosen", 60, minute, 3.0))
+    window = FetchRange(datetime(2026, 11, 20), AS_OF, 60)
+    merged = merge_points(old, new, [(window, [("chosen", invocations)])])
+    assert keys(merged) == [("chosen", 60, minute, 3.0), ("other", 60, minute, 2.0)]
+
+
+def test_a_narrowed_read_leaves_the_whole_region_coverage_in_place():
+    day = datetime(2026, 11, 4)
+    full = merge_coverage(None, [FetchRange(day, day + timedelta(days=1), 60)], 9, "a", AS_OF)
+    narrowed = merge_coverage(full, [FetchRange(day, day + timedelta(hours=2), 60)], 2, "a", AS_OF, ["x", "y"])
+    rows = sorted((row["range_start"], row["range_end"], row["series_ids"]) for row in narrowed.to_pylist())
+    assert rows == [(day, day + timedelta(hours=2), ["x", "y"]), (day, day + timedelta(days=1), None)]
+    again = merge_coverage(narrowed, [FetchRange(day, day + timedelta(days=1), 60)], 9, "a", AS_OF)
+    assert [(row["range_start"], row["range_end"], row["series_ids"]) for row in again.to_pylist()] == [
+        (day, day + timedelta(days=1), None)
+    ]

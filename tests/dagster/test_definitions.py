@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+
 import dagster as dg
 
 from pipelines.definitions import defs
@@ -49,12 +51,26 @@ def test_marts_depend_on_their_staging_models_and_the_raw_data():
     assert {"window_stats", "tag_attribution", "throttle_attribution"} <= report_parents
 
 
-def test_metric_points_is_partitioned_by_region_and_day():
+def test_metric_points_is_partitioned_by_day_and_backfills_in_one_run():
     node = _asset_graph().get(dg.AssetKey("metric_points"))
     partitions = node.partitions_def
-    assert isinstance(partitions, dg.MultiPartitionsDefinition)
-    dimensions = {dimension.name for dimension in partitions.partitions_defs}
-    assert dimensions == {"date", "region"}
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    # Only the days CloudWatch can still answer for (455 days of 1-hour data) up to today are offered.
+    keys = partitions.get_partition_keys()
+    today = datetime.now(UTC).date()
+    assert keys[-1] == today.isoformat()
+    assert date.fromisoformat(keys[0]) >= today - timedelta(days=455)
+    assert len(keys) <= 456
+
+
+def test_marts_and_reports_rebuild_by_automation_not_by_clock():
+    graph = _asset_graph()
+    for name in (*MARTS, "reports"):
+        assert graph.get(dg.AssetKey(name)).automation_condition is not None, name
+    assert graph.get(dg.AssetKey("metric_points")).automation_condition is None
+    sensors = {sensor.name: sensor for sensor in defs.get_repository_def().sensor_defs}
+    assert "marts_and_reports_automation" in sensors
 
 
 def test_quality_checks_are_defined():
@@ -62,9 +78,11 @@ def test_quality_checks_are_defined():
     assert {"no_duplicate_points", "expected_partitions_present", "aggregate_equals_sum_of_series"} <= checks
 
 
-def test_jobs_and_hourly_schedules():
+def test_one_hourly_schedule_runs_the_extract_job():
     repository = defs.get_repository_def()
     schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
-    assert {"hourly_metrics", "hourly_refresh"} <= set(schedules)
-    assert schedules["hourly_metrics"].cron_schedule == "2 * * * *"
-    assert {"metrics_job", "refresh_job"} <= {job.name for job in repository.get_all_jobs()}
+    assert set(schedules) == {"hourly_extract"}
+    assert schedules["hourly_extract"].cron_schedule == "2 * * * *"
+    assert schedules["hourly_extract"].job_name == "extract_job"
+    job = repository.get_job("extract_job")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == set(RAW)

@@ -99,4 +99,4 @@ def test_webserver_lists_assets_checks_and_schedules(webserver):
         for repository in answer["data"]["repositoriesOrError"]["nodes"]
         for schedule in repository["schedules"]
     }
-    assert {"hourly_metrics", "hourly_refresh"} <= schedules
+    assert schedules == {"hourly_extract"}

@@ -24,9 +24,9 @@ from pipelines.assets.extract import (
     extract_foundation_models,
     extract_inference_profiles,
     extract_service_quotas,
-    refresh_metrics,
 )
 from pipelines.assets.models import build_models_asset
+from pipelines.extraction import extract_incrementally
 from pipelines.resources import AS_OF_TAG, AwsResource, WarehouseResource
 from pipelines.sandbox.server import SandboxServer
 
@@ -71,7 +71,7 @@ def built(tmp_path_factory):
             extract_foundation_models(aws, lake, [REGION], clock)
             extract_inference_profiles(aws, lake, [REGION], clock, account_id)
             extract_service_quotas(aws, lake, [REGION], clock)
-            refresh_metrics(aws, lake, clock, [REGION], account_id)
+            extract_incrementally(aws, lake, clock, [REGION], account_id)
             raw.fetch(sandbox.endpoint_url, clock)
         raw.read_listings(sandbox.endpoint_url)
         # An instance of its own, entered: Dagster finds the current instance through a context variable.

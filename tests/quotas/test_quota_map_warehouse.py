@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import pytest
 
 from pipelines.assets.extract import (
-    ClientCache,
     account_id_for,
     extract_foundation_models,
     extract_inference_profiles,
-    extract_metrics_partition,
     extract_service_quotas,
 )
+from pipelines.extraction import extract_incrementally
 from pipelines.models import build_all, discover_models
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
 from pipelines.quotas.warehouse import build_quota_map
@@ -49,10 +48,7 @@ def warehouse(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         extract_foundation_models(aws, lake, REGIONS, AS_OF)
         extract_inference_profiles(aws, lake, REGIONS, AS_OF, account_id)
         extract_service_quotas(aws, lake, REGIONS, AS_OF)
-        clients = ClientCache(aws)
-        for region in REGIONS:
-            for day in (AS_OF.date(), (AS_OF - timedelta(days=1)).date()):
-                extract_metrics_partition(aws, lake, region, day, AS_OF, account_id, clients=clients)
+        extract_incrementally(aws, lake, AS_OF, REGIONS, account_id, days=1)
 
         connection = duckdb.connect(str(root / "usage.duckdb"))
         names = [model.name for model in discover_models()]
