@@ -142,7 +142,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "env",
         help="print the environment Dagster's own CLI needs to use this warehouse and instance",
         description="Print `export` lines (DAGSTER_HOME, BUW_WAREHOUSE, BUW_REPORTS and the AWS settings in use) "
-        'for a shell, so `dagster asset materialize -m pipelines.definitions ...` runs in the instance the UI '
+        "for a shell, so `dagster asset materialize -m pipelines.definitions ...` runs in the instance the UI "
         'reads: eval "$(buw env)".',
     )
 
