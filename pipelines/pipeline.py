@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,8 +55,41 @@ class RunSummary:
     estimated_cost_usd: float = 0.0
 
 
+# Which process runs an in-process run ("<host>:<pid>"), so the next run can tell one that was killed.
+PROCESS_TAG = "buw/process"
+_UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
 def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs a `buw` process on this machine started and never finished, because it was killed.
+
+    Such a run would stay "started" in the UI forever and keep its slot of the ``cloudwatch`` pool, so every later
+    metrics run would wait for it. Returns the ids of the runs marked.
+    """
+    host = socket.gethostname()
+    reaped = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)):
+        owner_host, _, pid = run.tags.get(PROCESS_TAG, "").rpartition(":")
+        if owner_host != host or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"the buw process that ran it (pid {pid}) ended before the run finished")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reaped.append(run.run_id)
+    return reaped
 
 
 def pipeline_assets() -> list:
@@ -101,12 +135,13 @@ def execute(
     assets = pipeline_assets()
     # Entered, so Dagster finds this instance as the current one while it loads the definitions of the run.
     with _instance() as instance:
+        reap_abandoned_runs(instance)
         result = dg.materialize(
             assets,
             selection=list(selection) if selection is not None else None,
             instance=instance,
             resources=resources,
-            tags=tags,
+            tags={**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"},
             # The run's event log is in the Dagster UI; the terminal gets warnings only.
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,

@@ -61,11 +61,11 @@ def latest_extracted_as_of(lake: Path) -> datetime | None:
     files = sorted(lake.glob("extract_runs/region=*/date=*/data.parquet"))
     if not files:
         return None
-    relation = duckdb.sql(
-        "select as_of from read_parquet($files) order by recorded_at desc, as_of desc limit 1",
-        params={"files": [str(path) for path in files]},
-    )
-    row = relation.fetchone()
+    with duckdb.connect() as connection:
+        row = connection.execute(
+            "select as_of from read_parquet($files) order by recorded_at desc, as_of desc limit 1",
+            {"files": [str(path) for path in files]},
+        ).fetchone()
     return row[0] if row else None
 
 

@@ -19,13 +19,15 @@ from pipelines.models import PYTHON_MODELS, SqlModel, all_models, build_any, bui
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
 from pipelines.resources import WarehouseResource, run_as_of
 
-# Rebuild when any upstream landed (a metric day or a snapshot), once nothing upstream is still running. Unlike
-# AutomationCondition.eager(), it does not wait for every upstream partition: most days of the partition space
-# are never read (only the last 30 are backfilled), and the marts are built from whatever the lake holds.
+# Rebuild when any upstream landed (a metric day or a snapshot), once nothing upstream is still running and every
+# upstream model and snapshot has been built at least once (a model step builds its selection on top of the tables
+# it reads). Unlike AutomationCondition.eager(), it does not wait for every day of metric_points: most days of the
+# partition space are never read (only the last 30 are backfilled), and the marts are built from what the lake holds.
 MARTS_AUTOMATION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
+    & ~dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets("metric_points"))
 ).with_label("rebuild after new extracted data")
 
 # Raw datasets each staging model reads (asset keys of the extract group).

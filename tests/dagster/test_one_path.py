@@ -238,7 +238,12 @@ def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, 
                 if len(points) == 31 and reports and reports[0].storage_id > points[0].storage_id and not active:
                     break
                 failed = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
-                assert not failed, [run.run_id for run in failed]
+                assert not failed, [
+                    str(getattr(record.event_log_entry.dagster_event.event_specific_data, "error", ""))[-1500:]
+                    for run in failed
+                    for record in instance.get_records_for_run(run.run_id).records
+                    if record.event_log_entry.dagster_event and record.event_log_entry.dagster_event.is_failure
+                ]
                 assert time.monotonic() < deadline, "the backfill and the automation did not finish in time"
                 time.sleep(3)
             # 31 days, one run: the single-run backfill policy.
@@ -281,11 +286,14 @@ def test_an_hourly_tick_then_the_automation_rebuild_marts_and_reports_at_the_new
                 (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
                 for r in requests
             ] == [(LAST_DAY, LAST_DAY)]
+            # The automation sensor has been evaluating all along: its cursor predates the tick's run.
+            evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+            assert evaluation.total_requested == 0
             job = defs.get_job_def("extract_job")
             tick_run = job.execute_in_process(instance=instance, tags=requests[0].tags)
             assert tick_run.success
 
-            evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+            evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
             keys = [result.key for result in evaluation.results if result.true_subset.size > 0]
             names = {key.to_user_string() for key in keys}
             assert {"window_stats", "quota_headroom", "reports"} <= names
