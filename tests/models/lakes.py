@@ -177,6 +177,42 @@ class FixtureLake:
                 }
             )
 
+    def foundation_model(
+        self, model_id: str, name: str, provider: str = "Anthropic", *, snapshot_at: datetime = FETCHED
+    ) -> None:
+        """One foundation-model listing row (quota_map matches quota names against the model's name)."""
+        self.rows["foundation_models", REGION, snapshot_at.date()].append(
+            {
+                "model_id": model_id,
+                "model_arn": fm_arn(model_id),
+                "model_name": name,
+                "provider": provider,
+                "input_modalities": ["TEXT"],
+                "output_modalities": ["TEXT"],
+                "inference_types": ["ON_DEMAND", "INFERENCE_PROFILE"],
+                "response_streaming": True,
+                "lifecycle_status": "ACTIVE",
+                "snapshot_at": snapshot_at,
+            }
+        )
+
+    def quota(self, code: str, name: str, value: float, *, snapshot_at: datetime = FETCHED) -> None:
+        """One Service Quotas row, applied at its default value."""
+        self.rows["service_quotas", REGION, snapshot_at.date()].append(
+            {
+                "quota_code": code,
+                "quota_name": name,
+                "quota_arn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:bedrock/{code}",
+                "value": float(value),
+                "default_value": float(value),
+                "applied_value": None,
+                "unit": "None",
+                "adjustable": True,
+                "global_quota": False,
+                "snapshot_at": snapshot_at,
+            }
+        )
+
     def write(self) -> None:
         for (dataset, region, day), rows in self.rows.items():
             write_partition(self.root, Partition(dataset, region, day), to_table(dataset, rows))
