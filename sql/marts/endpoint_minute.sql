@@ -54,7 +54,9 @@ select
     cast(server_errors as double) as server_errors,
     -- Weighted by SampleCount: the latency of the endpoint's requests that minute, not an average of
     -- averages.
-    cast(cast(latency_weighted as double) / nullif(cast(latency_samples as double), 0) as double) as latency_ms,
+    cast(
+        cast(latency_weighted as double) / nullif(cast(latency_samples as double), 0) as double
+    ) as latency_ms,
     cast(latency_samples as double) as latency_samples,
     cast(cast(ttft_weighted as double) / nullif(cast(ttft_samples as double), 0) as double) as ttft_ms,
     cast(ttft_samples as double) as ttft_samples,
