@@ -145,7 +145,7 @@ endpoint_buckets as (
         region,
         endpoint,
         ts,
-        sum(cast(quota_tokens as decimal(38, 6))) as quota_tokens,
+        sum(cast(quota_tokens as decimal(18, 3))) as quota_tokens,
         sum(invocations) as invocations
     from usage_bucket
     where

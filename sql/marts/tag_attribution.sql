@@ -69,7 +69,7 @@ usage_rows as (
         ts,
         60 as resolution_s,
         cast(tpm as bigint) as tokens,
-        cast(quota_tpm as decimal(38, 6)) as quota_tokens,
+        cast(quota_tpm as decimal(18, 3)) as quota_tokens,
         cast(invocations as bigint) as invocations
     from usage_minute
     where
@@ -83,7 +83,7 @@ usage_rows as (
         ts,
         resolution_s,
         tokens,
-        cast(quota_tokens as decimal(38, 6)) as quota_tokens,
+        cast(quota_tokens as decimal(18, 3)) as quota_tokens,
         invocations
     from usage_bucket
     where

@@ -44,7 +44,7 @@ series_minutes as (
         60 as resolution_s,
         cast(usage_minute.throttles as bigint) as throttles,
         cast(usage_minute.tpm as bigint) as tokens,
-        cast(usage_minute.quota_tpm as decimal(38, 6)) as quota_tokens,
+        cast(usage_minute.quota_tpm as decimal(18, 3)) as quota_tokens,
         cast(usage_minute.invocations as bigint) as invocations,
         throttled_minutes.limiting_quota
     from usage_minute
@@ -80,7 +80,7 @@ series_buckets as (
         usage_bucket.resolution_s,
         usage_bucket.throttles,
         cast(null as bigint) as tokens,
-        cast(null as decimal(38, 6)) as quota_tokens,
+        cast(null as decimal(18, 3)) as quota_tokens,
         cast(null as bigint) as invocations,
         cast(null as varchar) as limiting_quota
     from usage_bucket

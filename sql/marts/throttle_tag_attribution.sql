@@ -37,7 +37,7 @@ group_minutes as (
         usage_minute.ts,
         sum(cast(usage_minute.throttles as bigint)) as throttles,
         sum(cast(usage_minute.tpm as bigint)) as tokens,
-        sum(cast(usage_minute.quota_tpm as decimal(38, 6))) as quota_tokens,
+        sum(cast(usage_minute.quota_tpm as decimal(18, 3))) as quota_tokens,
         sum(cast(usage_minute.invocations as bigint)) as invocations
     from usage_minute
     semi join throttled_minutes

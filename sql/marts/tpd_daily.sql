@@ -1,8 +1,8 @@
 -- Tokens per day, two ways, per series and for the endpoint aggregate (series_id = '*'):
 --   anchored days: day k (k = 0..29) holds the minutes with as_of - (k + 1) * 24 h <= ts < as_of - k * 24 h;
---   sliding days: the busiest 1,440-minute window (any start minute) that ends inside day k, so usage that
---   straddles an anchored day boundary is not split in two. The largest sliding_tokens over the rows is the
---   worst 24 hours of the 30 days.
+--   sliding days (endpoint aggregate only): the busiest 1,440-minute window (any start minute) that ends
+--   inside day k, so usage that straddles an anchored day boundary is not split in two. The largest
+--   sliding_tokens over an endpoint's rows is its worst 24 hours of the 30 days.
 -- Grain: one row per region x endpoint x series_id x day_index with at least one active minute or bucket.
 --
 -- TPD = input + output tokens; quota_tokens sums quota TPM (with the output burndown). Every resolution
@@ -25,7 +25,7 @@ series_rows as (
         60 as resolution_s,
         cast(input_tokens as bigint) as input_tokens,
         cast(output_tokens as bigint) as output_tokens,
-        cast(quota_tpm as decimal(38, 6)) as quota_tokens,
+        cast(quota_tpm as decimal(18, 3)) as quota_tokens,
         cast(invocations as bigint) as invocations
     from usage_minute
     where
@@ -42,7 +42,7 @@ series_rows as (
         resolution_s,
         input_tokens,
         output_tokens,
-        cast(quota_tokens as decimal(38, 6)) as quota_tokens,
+        cast(quota_tokens as decimal(18, 3)) as quota_tokens,
         invocations
     from usage_bucket
     where
@@ -50,27 +50,46 @@ series_rows as (
         and ts < getvariable('as_of')
 ),
 
+-- The endpoint aggregate: endpoint_minute's 1-minute rows (already summed over the series) and the per-bucket
+-- sums of the series' coarse buckets.
 aggregate_rows as (
     select
         region,
         endpoint,
         '*' as series_id,
         ts,
-        max(bucket_minutes) as bucket_minutes,
-        max(resolution_s) as resolution_s,
+        1 as bucket_minutes,
+        60 as resolution_s,
+        cast(input_tokens as bigint) as input_tokens,
+        cast(output_tokens as bigint) as output_tokens,
+        cast(quota_tpm as decimal(18, 3)) as quota_tokens,
+        cast(invocations as bigint) as invocations
+    from endpoint_minute
+    where
+        resolution_s = 60
+        and ts >= (select bounds.first_minute from bounds)
+        and ts < getvariable('as_of')
+    union all
+    select
+        region,
+        endpoint,
+        '*' as series_id,
+        ts,
+        any_value(bucket_minutes) as bucket_minutes,
+        resolution_s,
         sum(input_tokens) as input_tokens,
         sum(output_tokens) as output_tokens,
         sum(quota_tokens) as quota_tokens,
         sum(invocations) as invocations
     from series_rows
-    group by region, endpoint, ts
+    where resolution_s > 60
+    group by region, endpoint, ts, resolution_s
 ),
 
 all_rows as (
     select
         *,
-        input_tokens + output_tokens as tokens,
-        datediff('minute', (select bounds.first_minute from bounds), ts) as start_minute
+        input_tokens + output_tokens as tokens
     from (
         select * from series_rows
         union all
@@ -78,39 +97,47 @@ all_rows as (
     ) as unioned
 ),
 
--- A window of 1,440 minutes ending at the end of each row: with rows that never overlap and are ordered by
--- their start, it holds the rows starting at most 1,440 - (the row's length) minutes before the row. One
--- frame per row length; the row picks its own.
-sliding as (
+-- Sliding days are computed for the endpoint aggregate, whose tokens the TPD quota counts; series rows leave
+-- them null. Running totals in the order of the rows' starts: the sliding day ending at the end of a row
+-- holds the rows starting at or after (its end - 1,440 minutes), so its total is the row's running total
+-- minus the running total of the last row that starts before then (found by an as-of join). Rows never
+-- overlap, so a bucket is inside or outside the day whole.
+running as (
     select
         region,
         endpoint,
         series_id,
+        start_minute,
         start_minute + bucket_minutes as end_minute,
-        case bucket_minutes
-            when 1 then sum(tokens) over one_minute_rows
-            when 5 then sum(tokens) over five_minute_rows
-            else sum(tokens) over hour_rows
-        end as sliding_tokens,
-        case bucket_minutes
-            when 1 then sum(quota_tokens) over one_minute_rows
-            when 5 then sum(quota_tokens) over five_minute_rows
-            else sum(quota_tokens) over hour_rows
-        end as sliding_quota_tokens
-    from all_rows
-    window
-        one_minute_rows as (
-            partition by region, endpoint, series_id order by start_minute
-            range between 1439 preceding and current row
-        ),
-        five_minute_rows as (
-            partition by region, endpoint, series_id order by start_minute
-            range between 1435 preceding and current row
-        ),
-        hour_rows as (
-            partition by region, endpoint, series_id order by start_minute
-            range between 1380 preceding and current row
-        )
+        sum(input_tokens + output_tokens) over ordered as running_tokens,
+        sum(quota_tokens) over ordered as running_quota_tokens
+    from (
+        select
+            *,
+            datediff('minute', (select bounds.first_minute from bounds), ts) as start_minute
+        from aggregate_rows
+    ) as aggregate_minutes
+    window ordered as (
+        partition by region, endpoint, series_id order by start_minute
+        rows between unbounded preceding and current row
+    )
+),
+
+sliding as (
+    select
+        running.region,
+        running.endpoint,
+        running.series_id,
+        running.end_minute,
+        running.running_tokens - coalesce(earlier.running_tokens, 0) as sliding_tokens,
+        running.running_quota_tokens - coalesce(earlier.running_quota_tokens, 0) as sliding_quota_tokens
+    from running
+    asof left join running as earlier
+        on
+            running.region = earlier.region
+            and running.endpoint = earlier.endpoint
+            and running.series_id = earlier.series_id
+            and running.end_minute - 1440 > earlier.start_minute
 ),
 
 sliding_days as (

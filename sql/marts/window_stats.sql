@@ -118,34 +118,34 @@ minute_stats as (
         -- Count metrics are never null in an active minute, so one count serves them all.
         count(*) as active_minutes,
         quantile_cont(tpm, [0.5, 0.9, 0.99, 1]) as tpm_q,
-        sum(cast(tpm as decimal(38, 6))) as tpm_total,
+        sum(cast(tpm as decimal(18, 3))) as tpm_total,
         quantile_cont(quota_tpm, [0.5, 0.9, 0.99, 1]) as quota_tpm_q,
-        sum(cast(quota_tpm as decimal(38, 6))) as quota_tpm_total,
+        sum(cast(quota_tpm as decimal(18, 3))) as quota_tpm_total,
         quantile_cont(input_tokens, [0.5, 0.9, 0.99, 1]) as input_tokens_q,
-        sum(cast(input_tokens as decimal(38, 6))) as input_tokens_total,
+        sum(cast(input_tokens as decimal(18, 3))) as input_tokens_total,
         quantile_cont(output_tokens, [0.5, 0.9, 0.99, 1]) as output_tokens_q,
-        sum(cast(output_tokens as decimal(38, 6))) as output_tokens_total,
+        sum(cast(output_tokens as decimal(18, 3))) as output_tokens_total,
         quantile_cont(cache_read_tokens, [0.5, 0.9, 0.99, 1]) as cache_read_tokens_q,
-        sum(cast(cache_read_tokens as decimal(38, 6))) as cache_read_tokens_total,
+        sum(cast(cache_read_tokens as decimal(18, 3))) as cache_read_tokens_total,
         quantile_cont(cache_write_tokens, [0.5, 0.9, 0.99, 1]) as cache_write_tokens_q,
-        sum(cast(cache_write_tokens as decimal(38, 6))) as cache_write_tokens_total,
+        sum(cast(cache_write_tokens as decimal(18, 3))) as cache_write_tokens_total,
         quantile_cont(invocations, [0.5, 0.9, 0.99, 1]) as invocations_q,
-        sum(cast(invocations as decimal(38, 6))) as invocations_total,
+        sum(cast(invocations as decimal(18, 3))) as invocations_total,
         quantile_cont(throttles, [0.5, 0.9, 0.99, 1]) as throttles_q,
-        sum(cast(throttles as decimal(38, 6))) as throttles_total,
+        sum(cast(throttles as decimal(18, 3))) as throttles_total,
         quantile_cont(client_errors, [0.5, 0.9, 0.99, 1]) as client_errors_q,
-        sum(cast(client_errors as decimal(38, 6))) as client_errors_total,
+        sum(cast(client_errors as decimal(18, 3))) as client_errors_total,
         quantile_cont(server_errors, [0.5, 0.9, 0.99, 1]) as server_errors_q,
-        sum(cast(server_errors as decimal(38, 6))) as server_errors_total,
+        sum(cast(server_errors as decimal(18, 3))) as server_errors_total,
         quantile_cont(latency_ms, [0.5, 0.9, 0.99, 1]) as latency_ms_q,
         -- The request-weighted sum for the average; the final select blanks the total (a sum of latencies
         -- means nothing).
-        sum(cast(latency_ms * latency_samples as decimal(38, 6))) as latency_ms_total,
-        sum(cast(latency_samples as decimal(38, 6))) filter (where latency_ms is not null) as latency_ms_weight,
+        sum(cast(latency_ms * latency_samples as decimal(18, 3))) as latency_ms_total,
+        sum(cast(latency_samples as decimal(18, 3))) filter (where latency_ms is not null) as latency_ms_weight,
         count(latency_ms) as latency_ms_n,
         quantile_cont(ttft_ms, [0.5, 0.9, 0.99, 1]) as ttft_ms_q,
-        sum(cast(ttft_ms * ttft_samples as decimal(38, 6))) as ttft_ms_total,
-        sum(cast(ttft_samples as decimal(38, 6))) filter (where ttft_ms is not null) as ttft_ms_weight,
+        sum(cast(ttft_ms * ttft_samples as decimal(18, 3))) as ttft_ms_total,
+        sum(cast(ttft_samples as decimal(18, 3))) filter (where ttft_ms is not null) as ttft_ms_weight,
         count(ttft_ms) as ttft_ms_n
     from windowed
     group by region, endpoint, series_id, "window"
@@ -158,7 +158,7 @@ minute_metrics as (
         unpivot (
             select
                 *,
-                cast(active_minutes as decimal(38, 6)) as minutes_weight
+                cast(active_minutes as decimal(18, 3)) as minutes_weight
             from minute_stats
         )
         on
@@ -182,129 +182,72 @@ minute_metrics as (
     )
 ),
 
--- Zero-filled percentiles of the quota metrics: over every minute read at 1-minute resolution, idle ones as
--- 0. With N such minutes and the active values ranked from the top (rank 0 = the largest), the sorted list is
--- N - A zeros followed by the A active values, so position p of it is the active value of rank N - 1 - p, or
--- 0 past the last active rank. quantile_cont's position is h = q (N - 1).
-coverage as (
+-- Zero-filled percentiles of the quota metrics: over the N minutes of a window read at 1-minute resolution,
+-- idle ones as 0 (N is never less than the active minutes: a datapoint outside every recorded coverage range
+-- is still a minute that was read). The idle minutes are added as zero rows, so quantile_cont computes them
+-- exactly as it does the active-minute percentiles.
+idle_minutes as (
     select
-        region,
-        "window",
-        covered_minutes_1min
-    from window_coverage
-),
-
-ranked as (
-    select
-        windowed.region,
-        windowed.endpoint,
-        windowed.series_id,
-        windowed."window",
-        windowed.tpm,
-        windowed.quota_tpm,
-        windowed.invocations,
-        coverage.covered_minutes_1min,
-        row_number() over (
-            partition by windowed.region, windowed.endpoint, windowed.series_id, windowed."window"
-            order by windowed.tpm desc
-        ) - 1 as tpm_rank,
-        row_number() over (
-            partition by windowed.region, windowed.endpoint, windowed.series_id, windowed."window"
-            order by windowed.quota_tpm desc
-        ) - 1 as quota_tpm_rank,
-        row_number() over (
-            partition by windowed.region, windowed.endpoint, windowed.series_id, windowed."window"
-            order by windowed.invocations desc
-        ) - 1 as invocations_rank
-    from windowed
-    inner join coverage
+        minute_stats.region,
+        minute_stats.endpoint,
+        minute_stats.series_id,
+        minute_stats."window",
+        0.0 as tpm,
+        0.0 as quota_tpm,
+        0.0 as invocations,
+        unnest(range(greatest(coalesce(window_coverage.covered_minutes_1min, 0) - minute_stats.active_minutes, 0)))
+            as idle_index
+    from minute_stats
+    left join window_coverage
         on
-            windowed.region = coverage.region
-            and windowed."window" = coverage."window"
+            minute_stats.region = window_coverage.region
+            and minute_stats."window" = window_coverage."window"
 ),
 
--- The ranks each quantile needs, per group: N - 1 - floor(h) and the one below it.
-rank_targets as (
+zero_filled_stats as (
     select
         region,
         endpoint,
         series_id,
         "window",
-        count(*) as active,
-        greatest(any_value(covered_minutes_1min), count(*)) as points
-    from ranked
+        quantile_cont(tpm, [0.5, 0.9, 0.99]) as tpm,
+        quantile_cont(quota_tpm, [0.5, 0.9, 0.99]) as quota_tpm,
+        quantile_cont(invocations, [0.5, 0.9, 0.99]) as invocations
+    from (
+        select
+            region,
+            endpoint,
+            series_id,
+            "window",
+            tpm,
+            quota_tpm,
+            invocations
+        from windowed
+        union all
+        select
+            region,
+            endpoint,
+            series_id,
+            "window",
+            tpm,
+            quota_tpm,
+            invocations
+        from idle_minutes
+    ) as read_minutes
     group by region, endpoint, series_id, "window"
 ),
 
-targets as (
-    select
-        rank_targets.*,
-        quantiles.q,
-        floor(quantiles.q * (rank_targets.points - 1)) as lower_position,
-        quantiles.q * (rank_targets.points - 1) - floor(quantiles.q * (rank_targets.points - 1)) as fraction
-    from rank_targets
-    cross join (values (1, 0.5), (2, 0.9), (3, 0.99)) as quantiles (i, q)
-),
-
-picked as (
-    select
-        targets.region,
-        targets.endpoint,
-        targets.series_id,
-        targets."window",
-        targets.q,
-        targets.fraction,
-        targets.points,
-        metric_names.metric,
-        coalesce(max(
-            case metric_names.metric
-                when 'tpm' then ranked.tpm
-                when 'quota_tpm' then ranked.quota_tpm
-                else ranked.invocations
-            end
-        ) filter (
-            where case metric_names.metric
-                when 'tpm' then ranked.tpm_rank
-                when 'quota_tpm' then ranked.quota_tpm_rank
-                else ranked.invocations_rank
-            end = targets.points - 1 - targets.lower_position
-        ), 0) as lower_value,
-        coalesce(max(
-            case metric_names.metric
-                when 'tpm' then ranked.tpm
-                when 'quota_tpm' then ranked.quota_tpm
-                else ranked.invocations
-            end
-        ) filter (
-            where case metric_names.metric
-                when 'tpm' then ranked.tpm_rank
-                when 'quota_tpm' then ranked.quota_tpm_rank
-                else ranked.invocations_rank
-            end = targets.points - 2 - targets.lower_position
-        ), 0) as upper_value
-    from targets
-    cross join (values ('tpm'), ('quota_tpm'), ('invocations')) as metric_names (metric)
-    inner join ranked
-        on
-            targets.region = ranked.region
-            and targets.endpoint = ranked.endpoint
-            and targets.series_id = ranked.series_id
-            and targets."window" = ranked."window"
-    group by all
-),
-
 zero_filled as (
-    select
-        region,
-        endpoint,
-        series_id,
-        "window",
-        unnest(case when metric = 'invocations' then ['invocations', 'rpm'] else [metric] end) as metric,
-        list(
-            lower_value + fraction * (upper_value - lower_value) order by q
-        ) as zero_filled_quantiles
-    from picked
-    group by region, endpoint, series_id, "window", metric
+    select * from (
+        unpivot (
+            select
+                *,
+                invocations as rpm
+            from zero_filled_stats
+        )
+        on tpm, quota_tpm, invocations, rpm
+        into name metric value zero_filled_quantiles
+    )
 ),
 
 -- Coarse buckets: per series, and per endpoint as the per-bucket sums of its series.
@@ -347,7 +290,7 @@ buckets as (
         resolution_s,
         any_value(bucket_minutes) as bucket_minutes,
         sum(tpm),
-        sum(cast(quota_tpm as decimal(38, 6))),
+        sum(cast(quota_tpm as decimal(18, 3))),
         sum(input_tokens),
         sum(output_tokens),
         sum(cache_read_tokens),
@@ -356,9 +299,9 @@ buckets as (
         sum(throttles),
         sum(client_errors),
         sum(server_errors),
-        sum(cast(latency_weighted as decimal(38, 6))),
+        sum(cast(latency_weighted as decimal(18, 3))),
         sum(latency_samples),
-        sum(cast(ttft_weighted as decimal(38, 6))),
+        sum(cast(ttft_weighted as decimal(18, 3))),
         sum(ttft_samples)
     from series_buckets
     group by region, endpoint, ts, resolution_s
@@ -374,21 +317,21 @@ bucket_values as (
                 ts,
                 resolution_s,
                 bucket_minutes,
-                cast(tpm as decimal(38, 6)) as tpm,
-                cast(quota_tpm as decimal(38, 6)) as quota_tpm,
-                cast(invocations as decimal(38, 6)) as rpm,
-                cast(input_tokens as decimal(38, 6)) as input_tokens,
-                cast(output_tokens as decimal(38, 6)) as output_tokens,
-                cast(cache_read_tokens as decimal(38, 6)) as cache_read_tokens,
-                cast(cache_write_tokens as decimal(38, 6)) as cache_write_tokens,
-                cast(invocations as decimal(38, 6)) as invocations,
-                cast(throttles as decimal(38, 6)) as throttles,
-                cast(client_errors as decimal(38, 6)) as client_errors,
-                cast(server_errors as decimal(38, 6)) as server_errors,
-                cast(latency_weighted as decimal(38, 6)) as latency_ms,
-                cast(ttft_weighted as decimal(38, 6)) as ttft_ms,
-                cast(latency_samples as decimal(38, 6)) as latency_weight,
-                cast(ttft_samples as decimal(38, 6)) as ttft_weight
+                cast(tpm as decimal(18, 3)) as tpm,
+                cast(quota_tpm as decimal(18, 3)) as quota_tpm,
+                cast(invocations as decimal(18, 3)) as rpm,
+                cast(input_tokens as decimal(18, 3)) as input_tokens,
+                cast(output_tokens as decimal(18, 3)) as output_tokens,
+                cast(cache_read_tokens as decimal(18, 3)) as cache_read_tokens,
+                cast(cache_write_tokens as decimal(18, 3)) as cache_write_tokens,
+                cast(invocations as decimal(18, 3)) as invocations,
+                cast(throttles as decimal(18, 3)) as throttles,
+                cast(client_errors as decimal(18, 3)) as client_errors,
+                cast(server_errors as decimal(18, 3)) as server_errors,
+                cast(latency_weighted as decimal(18, 3)) as latency_ms,
+                cast(ttft_weighted as decimal(18, 3)) as ttft_ms,
+                cast(latency_samples as decimal(18, 3)) as latency_weight,
+                cast(ttft_samples as decimal(18, 3)) as ttft_weight
             from buckets
         )
         on
@@ -462,9 +405,9 @@ tpd_metric as (
         "window",
         'tpd' as metric,
         quantile_cont(tokens, [0.5, 0.9, 0.99, 1]) as quantiles,
-        sum(cast(tokens as decimal(38, 6))) as total,
+        sum(cast(tokens as decimal(18, 3))) as total,
         count(tokens) as active_points,
-        cast(count(tokens) as decimal(38, 6)) as weight,
+        cast(count(tokens) as decimal(18, 3)) as weight,
         max(resolution_s) as resolution_s
     from tpd_days
     group by region, endpoint, series_id, "window"
