@@ -2,20 +2,20 @@
 -- the endpoint aggregate (series_id = '*', computed over the per-minute sums of endpoint_minute).
 -- Grain: one row per region x endpoint x series_id x window x metric.
 --
--- Resolution is explicit. The statistics over minutes (p50, p90, p99, avg, max, active_points, the zero-filled
--- percentiles) are computed from 1-minute data only: a coarse bucket says how much happened in its minutes,
--- not in which of them. window_points is the number of minutes of the window read at 1-minute resolution
--- (window_coverage), so idle minutes count as zeros only where the warehouse knows they were idle. total
--- sums every resolution. The columns ending in _5min are the same figures over the window's 5-minute buckets
--- (rate = bucket sum / 5, counted in buckets); max_bound_5min is the largest bucket sum, the upper end of
--- the bracket max_5min <= busiest minute <= max_bound_5min. 1-hour buckets count in total only.
+-- Resolution is explicit. The statistics over minutes (p50, p90, p99, avg, max, active_points, the
+-- zero-filled percentiles) are computed from 1-minute data only: a coarse bucket says how much happened in
+-- its minutes, not in which of them. window_points is the number of minutes of the window read at 1-minute
+-- resolution (window_coverage), so idle minutes count as zeros only where the warehouse knows they were idle.
+-- total sums every resolution. The columns ending in _5min are the same figures over the window's 5-minute
+-- buckets (rate = bucket sum / 5, counted in buckets); max_bound_5min is the largest bucket sum, the upper
+-- end of the bracket max_5min <= busiest minute <= max_bound_5min. 1-hour buckets count in total only.
 --
 -- A window of W minutes holds the minutes with as_of - W <= ts < as_of, and the buckets that start in it.
--- Percentiles are quantile_cont (linear interpolation between closest ranks). Latency and time to first token:
--- avg is weighted by CloudWatch's SampleCount (the requests' mean), the percentiles are percentiles of the
--- per-minute averages. Counts are summed as integers (and quota tokens as decimals), so two builds give the
--- same figures to the last bit. The metric tpd is the distribution of the anchored 24-hour days of tpd_daily
--- inside the window (the 1h window uses the last 24 hours).
+-- Percentiles are quantile_cont (linear interpolation between closest ranks). Latency and time to first
+-- token: avg is weighted by CloudWatch's SampleCount (the requests' mean), the percentiles are percentiles of
+-- the per-minute averages. Counts are summed as integers (and quota tokens as decimals), so two builds give
+-- the same figures to the last bit. The metric tpd is the distribution of the anchored 24-hour days of
+-- tpd_daily inside the window (the 1h window uses the last 24 hours).
 
 with windows as (
     select
@@ -141,7 +141,9 @@ minute_stats as (
         -- The request-weighted sum for the average; the final select blanks the total (a sum of latencies
         -- means nothing).
         sum(cast(latency_ms * latency_samples as decimal(18, 3))) as latency_ms_total,
-        sum(cast(latency_samples as decimal(18, 3))) filter (where latency_ms is not null) as latency_ms_weight,
+        sum(cast(latency_samples as decimal(18, 3))) filter (
+            where latency_ms is not null
+        ) as latency_ms_weight,
         count(latency_ms) as latency_ms_n,
         quantile_cont(ttft_ms, [0.5, 0.9, 0.99, 1]) as ttft_ms_q,
         sum(cast(ttft_ms * ttft_samples as decimal(18, 3))) as ttft_ms_total,
@@ -195,8 +197,11 @@ idle_minutes as (
         0.0 as tpm,
         0.0 as quota_tpm,
         0.0 as invocations,
-        unnest(range(greatest(coalesce(window_coverage.covered_minutes_1min, 0) - minute_stats.active_minutes, 0)))
-            as idle_index
+        unnest(
+            range(
+                greatest(coalesce(window_coverage.covered_minutes_1min, 0) - minute_stats.active_minutes, 0)
+            )
+        ) as idle_index
     from minute_stats
     left join window_coverage
         on
@@ -289,20 +294,20 @@ buckets as (
         ts,
         resolution_s,
         any_value(bucket_minutes) as bucket_minutes,
-        sum(tpm),
-        sum(cast(quota_tpm as decimal(18, 3))),
-        sum(input_tokens),
-        sum(output_tokens),
-        sum(cache_read_tokens),
-        sum(cache_write_tokens),
-        sum(invocations),
-        sum(throttles),
-        sum(client_errors),
-        sum(server_errors),
-        sum(cast(latency_weighted as decimal(18, 3))),
-        sum(latency_samples),
-        sum(cast(ttft_weighted as decimal(18, 3))),
-        sum(ttft_samples)
+        sum(tpm) as tpm,
+        sum(cast(quota_tpm as decimal(18, 3))) as quota_tpm,
+        sum(input_tokens) as input_tokens,
+        sum(output_tokens) as output_tokens,
+        sum(cache_read_tokens) as cache_read_tokens,
+        sum(cache_write_tokens) as cache_write_tokens,
+        sum(invocations) as invocations,
+        sum(throttles) as throttles,
+        sum(client_errors) as client_errors,
+        sum(server_errors) as server_errors,
+        sum(cast(latency_weighted as decimal(18, 3))) as latency_weighted,
+        sum(latency_samples) as latency_samples,
+        sum(cast(ttft_weighted as decimal(18, 3))) as ttft_weighted,
+        sum(ttft_samples) as ttft_samples
     from series_buckets
     group by region, endpoint, ts, resolution_s
 ),
