@@ -122,17 +122,24 @@ class FixtureLake:
             self.point(series, metric, ts, value, stat=stat, period_s=period_s, region=region)
 
     def coverage(self, start: datetime, end: datetime, *, period_s: int = 60, region: str = REGION) -> None:
-        """One range read from CloudWatch at ``period_s``, recorded in the partition of its first day."""
-        self.rows["metric_coverage", region, start.date()].append(
-            {
-                "account_id": ACCOUNT,
-                "period_s": period_s,
-                "range_start": start,
-                "range_end": end,
-                "model_ids": 1,
-                "fetched_at": FETCHED,
-            }
-        )
+        """A range read from CloudWatch at ``period_s``, recorded as the extract does: per UTC day, in the day's
+        partition beside that day's metric_points file (written empty when the day has no datapoint)."""
+        day_start = start
+        while day_start < end:
+            day_end = min(end, datetime.combine(day_start.date() + timedelta(days=1), datetime.min.time()))
+            self.rows["metric_coverage", region, day_start.date()].append(
+                {
+                    "account_id": ACCOUNT,
+                    "period_s": period_s,
+                    "range_start": day_start,
+                    "range_end": day_end,
+                    "model_ids": 1,
+                    "fetched_at": FETCHED,
+                }
+            )
+            # Touching the key is enough: write() writes an empty points file for a day without rows.
+            self.rows["metric_points", region, day_start.date()]
+            day_start = day_end
 
     def profile(
         self,
