@@ -4,9 +4,10 @@ Generates a lake (vectorised, straight to Parquet through pipelines.lake.write_p
 geographic and a global Claude Sonnet 4 profile and a base model), each with its own direct traffic, plus the
 application profiles spread over them, tagged by team and project; nine datapoints per series-minute (invocations,
 input/output/cache tokens, throttles, latency average and sample count, time to first token), about 2 % of
-minutes throttled. Then builds every model of the SQL-models issue (staging, endpoints, usage_minute,
-endpoint_minute, tpd_daily, window_stats, tag_attribution with its tag_assignments, throttle_attribution) in a DuckDB
-file, several times, and prints the median wall time, the per-model times of the median run and the row counts; the
+minutes throttled. Then builds every model of the SQL-models issue (staging, endpoints, model_burndown, usage_bucket,
+usage_minute, endpoint_minute, window_coverage, tpd_daily, window_stats, tag_attribution with its tag_assignments,
+throttle_minutes with the quota_map it reads, throttle_attribution) in a DuckDB file, several times, and prints the
+median wall time, the per-model times of the median run and the row counts; the
 marts added since (throttle_tag_attribution) are built and timed after, outside that figure.
 
     .venv/bin/python bench/models_scale.py                 # 100 profiles x 30 days, 3 runs
@@ -33,7 +34,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.lake import Partition, to_table, write_partition
-from pipelines.models import build_model, build_order, discover_models, load_seeds
+from pipelines.models import all_models, build_any, build_order, load_seeds
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -46,13 +47,20 @@ MODELS = (
     "stg_metric_coverage",
     "stg_inference_profiles",
     "stg_profile_tags",
+    "stg_foundation_models",
+    "stg_service_quotas_history",
+    "quota_map",
     "endpoints",
+    "model_burndown",
+    "usage_bucket",
     "usage_minute",
     "endpoint_minute",
+    "window_coverage",
     "tpd_daily",
     "window_stats",
     "tag_assignments",
     "tag_attribution",
+    "throttle_minutes",
     "throttle_attribution",
 )
 # Marts beyond the SQL-models issue's list (DESIGN 4's per-tag throttle attribution), timed separately.
@@ -194,7 +202,7 @@ def _tag(arn: str, profile_id: str, key: str, value: str, snapshot: datetime) ->
 def build_once(database: Path, lake: Path, as_of: datetime) -> tuple[float, float, dict[str, float], dict[str, int]]:
     """Build the models once in ``database``; return the wall and CPU time of the issue's models, per-model times
     (the extra marts included) and row counts."""
-    models = {model.name: model for model in discover_models()}
+    models = {model.name: model for model in all_models()}
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -202,12 +210,12 @@ def build_once(database: Path, lake: Path, as_of: datetime) -> tuple[float, floa
         load_seeds(connection)
         for name in build_order(models[name] for name in MODELS):
             begun = time.perf_counter()
-            counts[name] = build_model(connection, models[name], lake=lake, as_of=as_of)
+            counts[name] = build_any(connection, models[name], lake=lake, as_of=as_of)
             seconds[name] = time.perf_counter() - begun
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         for name in EXTRA_MODELS:
             begun = time.perf_counter()
-            counts[name] = build_model(connection, models[name], lake=lake, as_of=as_of)
+            counts[name] = build_any(connection, models[name], lake=lake, as_of=as_of)
             seconds[name] = time.perf_counter() - begun
     return wall, cpu, seconds, counts
 

@@ -285,3 +285,30 @@ def check_aggregate_totals(
             "examples": "\n".join(examples),
         },
     )
+
+
+def check_burndown_rates_complete(
+    connection: duckdb.DuckDBPyConnection, *, lake: Path | None = None, as_of: datetime | None = None
+) -> CheckOutcome:
+    """Every model Bedrock burns output tokens down for (Claude 3.7, Claude 4 and later) has a burndown seed row.
+
+    Without one its output counts 1x in quota TPM and TPD, so the headroom figures look better than they are.
+    The model step runs this as a warning: the numbers are still built, but the user is told which models to add
+    to sql/seeds/burndown_rates.csv.
+    """
+    rows = connection.execute(
+        """
+        select distinct region, base_model_id from model_burndown
+        where missing_burndown
+        order by region, base_model_id
+        """
+    ).fetchall()
+    examples = [
+        f"{region} {model}: no row in sql/seeds/burndown_rates.csv, output tokens counted at 1x"
+        for region, model in rows[:_EXAMPLES]
+    ]
+    return CheckOutcome(
+        passed=not rows,
+        violations=len(rows),
+        metadata={"models_without_burndown": len(rows), "examples": "\n".join(examples)},
+    )

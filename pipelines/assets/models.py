@@ -11,6 +11,7 @@ import dagster as dg
 
 from pipelines.checks_sql import (
     check_aggregate_totals,
+    check_burndown_rates_complete,
     check_duplicate_points,
     check_expected_partitions,
     check_unique_usage_minutes,
@@ -60,6 +61,13 @@ CHECKS = (
         check_aggregate_totals,
         True,
         dg.AssetCheckSeverity.ERROR,
+    ),
+    (
+        "model_burndown",
+        "burndown_rates_complete",
+        check_burndown_rates_complete,
+        False,
+        dg.AssetCheckSeverity.WARN,
     ),
     ("quota_headroom", "tpm_headroom", check_tpm_headroom, False, dg.AssetCheckSeverity.WARN),
     ("quota_headroom", "rpm_headroom", check_rpm_headroom, False, dg.AssetCheckSeverity.WARN),

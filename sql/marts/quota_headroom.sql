@@ -15,6 +15,15 @@
 -- doubled for the tokens-per-day quota of a geographic cross-region endpoint (quota_map.effective_value).
 -- Percentiles are quantile_cont over active minutes (or days), as in window_stats.
 --
+-- Resolution is explicit, as in window_stats: the minute figures (p90, max, minutes_over_*, minutes_at_quota,
+-- throttled_minutes, active_points) are over 1-minute data only, and window_points is the number of minutes
+-- read at 1-minute resolution (window_coverage); the columns ending in _5min are the same figures over the
+-- endpoint's 5-minute buckets (rate = bucket sum / 5), max_bound_5min the largest bucket sum (the busiest
+-- minute lies between max_5min and it). For tpd, max_sliding is the worst sliding 1,440-minute window ending
+-- inside the window's days (tpd_daily.sliding_quota_tokens), beside the anchored days' max. A Claude model
+-- that burns output tokens down but has no row in the burndown seed is counted at 1x and says so in rule and
+-- burndown_warning.
+--
 -- CloudWatch shows settled token counts, while Bedrock admits a request against a counter that also holds the
 -- max_tokens it reserved for requests in flight; accepted usage therefore stays just under the quota even in
 -- minutes Bedrock throttled. minutes_at_quota counts the minutes that reached the quota by either evidence:
@@ -62,7 +71,8 @@ endpoint_minutes as (
         throttles
     from endpoint_minute
     where
-        ts >= getvariable('as_of') - to_minutes((select horizon.minutes from horizon))
+        resolution_s = 60
+        and ts >= getvariable('as_of') - to_minutes((select horizon.minutes from horizon))
         and ts < getvariable('as_of')
 ),
 
@@ -124,9 +134,59 @@ minute_stats as (
         max(usage_computed) as max_computed,
         quantile_cont(usage_estimated, 0.9) as p90_estimated,
         max(usage_estimated) as max_estimated,
-        count(usage_estimated) as estimated_points
+        count(usage_estimated) as estimated_points,
+        cast(null as double) as max_sliding
     from minute_windowed
     group by region, endpoint, quota_type, "window"
+),
+
+endpoint_buckets as (
+    select
+        region,
+        endpoint,
+        ts,
+        sum(cast(quota_tokens as decimal(18, 3))) as quota_tokens,
+        sum(invocations) as invocations
+    from usage_bucket
+    where
+        resolution_s = 300
+        and ts >= getvariable('as_of') - to_minutes((select horizon.minutes from horizon))
+        and ts < getvariable('as_of')
+    group by region, endpoint, ts
+),
+
+bucket_usage as (
+    select
+        region,
+        endpoint,
+        ts,
+        'tpm' as quota_type,
+        cast(quota_tokens as double) as bucket_sum
+    from endpoint_buckets
+    union all
+    select
+        region,
+        endpoint,
+        ts,
+        'rpm' as quota_type,
+        cast(invocations as double) as bucket_sum
+    from endpoint_buckets
+),
+
+bucket_stats as (
+    select
+        bucket_usage.region,
+        bucket_usage.endpoint,
+        bucket_usage.quota_type,
+        windows."window",
+        count(*) as buckets_5min,
+        quantile_cont(bucket_usage.bucket_sum / 5, 0.9) as p90_5min,
+        max(bucket_usage.bucket_sum) / 5 as max_5min,
+        max(bucket_usage.bucket_sum) as max_bound_5min
+    from bucket_usage
+    inner join windows
+        on bucket_usage.ts >= getvariable('as_of') - to_minutes(windows.window_minutes)
+    group by all
 ),
 
 day_windowed as (
@@ -135,7 +195,8 @@ day_windowed as (
         quotas.effective_value,
         tpd_daily.region,
         tpd_daily.endpoint,
-        tpd_daily.quota_tokens as used
+        tpd_daily.quota_tokens as used,
+        tpd_daily.sliding_quota_tokens
     from tpd_daily
     inner join quotas
         on
@@ -160,6 +221,7 @@ day_stats as (
         count(*) filter (where used >= 0.8 * effective_value) as minutes_over_80,
         count(*) filter (where used >= effective_value) as minutes_over_100,
         count(*) filter (where used >= effective_value) as minutes_at_quota,
+        max(sliding_quota_tokens) as max_sliding,
         cast(null as bigint) as throttled_minutes,
         cast(null as double) as p90_computed,
         cast(null as double) as max_computed,
@@ -172,8 +234,16 @@ day_stats as (
 
 stats as (
     select * from minute_stats
-    union all
+    union all by name
     select * from day_stats
+),
+
+burndown_gaps as (
+    select distinct
+        region,
+        base_model_id
+    from model_burndown
+    where missing_burndown
 ),
 
 grid as (
@@ -195,6 +265,16 @@ headroom as (
         stats.p90_estimated,
         stats.max_estimated,
         coalesce(stats.active_points, 0) as active_points,
+        stats.max_sliding,
+        bucket_stats.buckets_5min,
+        bucket_stats.p90_5min,
+        bucket_stats.max_5min,
+        bucket_stats.max_bound_5min,
+        window_coverage.covered_minutes_1min,
+        window_coverage.covered_minutes_5min,
+        window_coverage.covered_minutes_1h,
+        window_coverage.uncovered_minutes,
+        burndown_gaps.base_model_id is not null and grid.quota_type in ('tpm', 'tpd') as burndown_missing,
         coalesce(stats.minutes_over_80, 0) as minutes_over_80,
         coalesce(stats.minutes_over_100, 0) as minutes_over_100,
         coalesce(stats.minutes_at_quota, 0) as minutes_at_quota,
@@ -208,7 +288,7 @@ headroom as (
         end as estimated_points,
         case
             when grid.quota_type = 'tpd' then greatest(1, grid.window_minutes // 1440)
-            else grid.window_minutes
+            else greatest(coalesce(window_coverage.covered_minutes_1min, 0), coalesce(stats.active_points, 0))
         end as window_points
     from grid
     left join stats
@@ -217,6 +297,20 @@ headroom as (
             and grid.endpoint = stats.endpoint
             and grid.quota_type = stats.quota_type
             and grid."window" = stats."window"
+    left join bucket_stats
+        on
+            grid.region = bucket_stats.region
+            and grid.endpoint = bucket_stats.endpoint
+            and grid.quota_type = bucket_stats.quota_type
+            and grid."window" = bucket_stats."window"
+    left join window_coverage
+        on
+            grid.region = window_coverage.region
+            and grid."window" = window_coverage."window"
+    left join burndown_gaps
+        on
+            grid.region = burndown_gaps.region
+            and grid.model_id = burndown_gaps.base_model_id
 )
 
 select
@@ -228,7 +322,21 @@ select
     cast(quota_code as varchar) as quota_code,
     cast(quota_name as varchar) as quota_name,
     -- quota_map names the column rule (DESIGN §3); sqlfluff flags the keyword either way it is written.
-    cast(rule as varchar) as rule,  -- noqa: RF04
+    cast(
+        case
+            when burndown_missing then rule || '; warning: no burndown rate in the seed, output counted at 1x'
+            else rule
+        end as varchar
+    ) as rule,  -- noqa: RF04
+    cast(
+        case
+            when burndown_missing
+                then
+                    model_id || ' is a Claude model that burns output tokens down, but sql/seeds/'
+                    || 'burndown_rates.csv has no row for it: quota usage counts its output at 1x '
+                    || 'and is too low'
+        end as varchar
+    ) as burndown_warning,
     cast(effective_value as double) as quota_value,
     cast(listed_value as double) as listed_value,
     cast(applied_value as double) as applied_value,
@@ -258,6 +366,16 @@ select
     cast(p90_estimated as double) as p90_estimated,
     cast(max_estimated as double) as max_estimated,
     cast(estimated_points as integer) as estimated_points,
+    cast(max_sliding as double) as max_sliding,
+    cast(max_sliding / nullif(effective_value, 0) as double) as utilisation_max_sliding,
+    cast(case when quota_type <> 'tpd' then coalesce(buckets_5min, 0) end as integer) as buckets_5min,
+    cast(p90_5min as double) as p90_5min,
+    cast(max_5min as double) as max_5min,
+    cast(max_bound_5min as double) as max_bound_5min,
+    cast(coalesce(covered_minutes_1min, 0) as integer) as covered_minutes_1min,
+    cast(coalesce(covered_minutes_5min, 0) as integer) as covered_minutes_5min,
+    cast(coalesce(covered_minutes_1h, 0) as integer) as covered_minutes_1h,
+    cast(coalesce(uncovered_minutes, window_minutes) as integer) as uncovered_minutes,
     cast(
         case
             when quota_type <> 'tpm' or active_points = 0 then null

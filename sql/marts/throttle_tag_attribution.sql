@@ -2,10 +2,11 @@
 -- Grain: one row per region x endpoint x window x tag_key x tag_value, for endpoints with at least one
 -- throttled minute in the window and a tag key on at least one of their application profiles.
 --
--- Throttled minutes are the endpoint's minutes with InvocationThrottles > 0 summed over its series (as in
--- throttle_attribution). Each series belongs to one tag group per key (tag_assignments); per group: its
--- throttles, the throttled minutes it was active in, its tokens (input + output) in them and its share of all
--- the endpoint's tokens in them. The shares of one key add up to 1.
+-- Throttled minutes are the endpoint's 1-minute rows with InvocationThrottles > 0 summed over its series
+-- (throttle_minutes, as in throttle_attribution). Each series belongs to one tag group per key
+-- (tag_assignments); per group: its throttles in those minutes, the throttled minutes it was active in, its
+-- tokens (input + output), quota tokens and requests in them, and its shares of the endpoint's. The shares of
+-- one key add up to 1.
 
 with windows as (
     select
@@ -23,11 +24,8 @@ throttled_minutes as (
         region,
         endpoint,
         ts
-    from endpoint_minute
-    where
-        throttles > 0
-        and ts >= getvariable('as_of') - to_minutes((select horizon.minutes from horizon))
-        and ts < getvariable('as_of')
+    from throttle_minutes
+    where ts >= getvariable('as_of') - to_minutes((select horizon.minutes from horizon))
 ),
 
 group_minutes as (
@@ -37,9 +35,10 @@ group_minutes as (
         tag_assignments.tag_key,
         tag_assignments.tag_value,
         usage_minute.ts,
-        sum(usage_minute.throttles) as throttles,
-        sum(usage_minute.tpm) as tokens,
-        sum(usage_minute.invocations) as invocations
+        sum(cast(usage_minute.throttles as bigint)) as throttles,
+        sum(cast(usage_minute.tpm as bigint)) as tokens,
+        sum(cast(usage_minute.quota_tpm as decimal(18, 3))) as quota_tokens,
+        sum(cast(usage_minute.invocations as bigint)) as invocations
     from usage_minute
     semi join throttled_minutes
         on
@@ -50,6 +49,7 @@ group_minutes as (
         on
             usage_minute.region = tag_assignments.region
             and usage_minute.series_id = tag_assignments.series_id
+    where usage_minute.resolution_s = 60
     group by
         tag_assignments.region,
         tag_assignments.endpoint,
@@ -72,6 +72,7 @@ group_windows as (
         group_minutes.tag_value,
         group_minutes.throttles,
         group_minutes.tokens,
+        group_minutes.quota_tokens,
         group_minutes.invocations,
         -- A recursive unnest expands the struct into the columns "window" and window_minutes: no alias.
         unnest(  -- noqa: AL03
@@ -95,6 +96,7 @@ windowed as (
         sum(throttles) as throttles,
         count(*) as throttled_minutes,
         sum(tokens) as tokens_in_throttled_minutes,
+        sum(quota_tokens) as quota_tokens_in_throttled_minutes,
         sum(invocations) as invocations_in_throttled_minutes
     from group_windows
     group by region, endpoint, "window", window_minutes, tag_key, tag_value
@@ -104,11 +106,12 @@ select
     cast(region as varchar) as region,
     cast(endpoint as varchar) as endpoint,
     cast("window" as varchar) as "window",
+    cast(window_minutes as integer) as window_minutes,
     cast(tag_key as varchar) as tag_key,
     cast(tag_value as varchar) as tag_value,
-    cast(throttles as double) as throttles,
+    cast(throttles as hugeint) as throttles,
     cast(throttled_minutes as integer) as throttled_minutes,
-    cast(tokens_in_throttled_minutes as double) as tokens_in_throttled_minutes,
+    cast(tokens_in_throttled_minutes as hugeint) as tokens_in_throttled_minutes,
     cast(
         tokens_in_throttled_minutes
         / nullif(
@@ -116,6 +119,23 @@ select
             0
         ) as double
     ) as share,
-    cast(invocations_in_throttled_minutes as double) as invocations_in_throttled_minutes,
+    cast(quota_tokens_in_throttled_minutes as double) as quota_tokens_in_throttled_minutes,
+    cast(
+        quota_tokens_in_throttled_minutes
+        / nullif(
+            sum(quota_tokens_in_throttled_minutes)
+                over (partition by region, endpoint, window_minutes, tag_key),
+            0
+        ) as double
+    ) as share_quota_tokens,
+    cast(invocations_in_throttled_minutes as hugeint) as invocations_in_throttled_minutes,
+    cast(
+        invocations_in_throttled_minutes
+        / nullif(
+            sum(invocations_in_throttled_minutes)
+                over (partition by region, endpoint, window_minutes, tag_key),
+            0
+        ) as double
+    ) as share_invocations,
     cast(getvariable('as_of') as timestamp) as as_of
 from windowed

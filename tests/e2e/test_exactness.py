@@ -1,10 +1,12 @@
-"""The marts are exact: recomputed with numpy from raw 1-minute GetMetricData answers, they agree.
+"""The marts are exact: recomputed with numpy from raw GetMetricData answers, they agree.
 
 The warehouse is built the way a user builds it: incremental runs against the sandbox at three clock times
 (T-16d, T-8d, T), so it holds 1-minute data for the whole 30-day window although CloudWatch (and the sandbox)
-keep 1-minute data for 15 days only. The expected values never read the warehouse: they come from plain boto3
-GetMetricData answers fetched at the same three clock times, and the endpoint mapping and tags from the Bedrock
-listings, aggregated with numpy.
+keep 1-minute data for 15 days only. A second warehouse is built by one run at T, so the older half of its 30-day
+window holds 5-minute data only: its 1-minute statistics must match numpy on the raw 1-minute answers, its figures
+at 5-minute resolution numpy on the raw 5-minute answers, and its totals both together. The expected values never
+read the warehouse: they come from plain boto3 GetMetricData answers fetched at the same clock times, and the
+endpoint mapping and tags from the Bedrock listings, aggregated with numpy.
 """
 
 from __future__ import annotations
@@ -48,7 +50,16 @@ def _utc(moment: datetime) -> datetime:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(warehouse connection, sandbox endpoint raw data) after three incremental runs and one model build."""
-    root = tmp_path_factory.mktemp("exactness")
+    yield from _build(tmp_path_factory.mktemp("exactness"), CLOCKS)
+
+
+@pytest.fixture(scope="module")
+def coarse_built(tmp_path_factory):
+    """The same after one run at T: 1-minute data for CloudWatch's last 15 days, 5-minute data before."""
+    yield from _build(tmp_path_factory.mktemp("exactness-coarse"), (T,), coarse=True)
+
+
+def _build(root, clocks, *, coarse: bool = False):
     env = {
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
@@ -64,7 +75,7 @@ def built(tmp_path_factory):
         aws = AwsResource(regions=[REGION], endpoint_url=sandbox.endpoint_url)
         warehouse = WarehouseResource(warehouse_dir=str(root / "warehouse"))
         raw = RawAnswers()
-        for clock in CLOCKS:
+        for clock in clocks:
             sandbox.set_now(_utc(clock))
             account_id = account_id_for(aws, REGION)
             lake = warehouse.lake()
@@ -73,6 +84,8 @@ def built(tmp_path_factory):
             extract_service_quotas(aws, lake, [REGION], clock)
             extract_incrementally(aws, lake, clock, [REGION], account_id)
             raw.fetch(sandbox.endpoint_url, clock)
+        if coarse:
+            raw.fetch_coarse(sandbox.endpoint_url, T)
         raw.read_listings(sandbox.endpoint_url)
         # An instance of its own, entered: Dagster finds the current instance through a context variable.
         with dg.instance_for_test() as instance:
@@ -95,6 +108,10 @@ class RawAnswers:
         self.values: dict[tuple[str, str], np.ndarray] = {}
         self.present: dict[str, np.ndarray] = {}
         self.model_ids: set[str] = set()
+        # 5-minute buckets from FIRST_MINUTE up to the first 1-minute datapoint CloudWatch still holds.
+        self.bucket_values: dict[tuple[str, str], np.ndarray] = {}
+        self.bucket_present: dict[str, np.ndarray] = {}
+        self.fine_start = FIRST_MINUTE
 
     def _client(self, endpoint_url: str, service: str):
         return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)
@@ -143,6 +160,56 @@ class RawAnswers:
                         array[index] = value
                         present[index] = True
 
+    def fetch_coarse(self, endpoint_url: str, clock: datetime) -> None:
+        """5-minute Sums before the 1-minute data fetch() read at ``clock`` (the same edge the extract uses)."""
+        cloudwatch = self._client(endpoint_url, "cloudwatch")
+        self.fine_start = clock - timedelta(days=15) + timedelta(hours=1)
+        ids = sorted(self.model_ids)
+        queries = [
+            {
+                "Id": f"q{index}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Bedrock",
+                        "MetricName": metric,
+                        "Dimensions": [{"Name": "ModelId", "Value": model_id}],
+                    },
+                    "Period": 300,
+                    "Stat": "Sum",
+                },
+            }
+            for index, (model_id, metric) in enumerate((m, n) for m in ids for n in METRICS)
+        ]
+        by_id = {query["Id"]: query["MetricStat"] for query in queries}
+        buckets = MINUTES // 5
+        paginator = cloudwatch.get_paginator("get_metric_data")
+        for offset in range(0, len(queries), 100):
+            for page in paginator.paginate(
+                MetricDataQueries=queries[offset : offset + 100],
+                StartTime=_utc(FIRST_MINUTE),
+                EndTime=_utc(self.fine_start),
+            ):
+                for result in page["MetricDataResults"]:
+                    stat = by_id[result["Id"]]
+                    model_id = stat["Metric"]["Dimensions"][0]["Value"]
+                    metric = stat["Metric"]["MetricName"]
+                    array = self.bucket_values.setdefault((model_id, metric), np.zeros(buckets))
+                    present = self.bucket_present.setdefault(model_id, np.zeros(buckets, dtype=bool))
+                    for stamp, value in zip(result["Timestamps"], result["Values"], strict=True):
+                        index = int((stamp.replace(tzinfo=None) - FIRST_MINUTE).total_seconds() // 300)
+                        array[index] = value
+                        present[index] = True
+
+    def bucket_measure(self, series: str, name: str) -> np.ndarray:
+        def get(metric: str) -> np.ndarray:
+            return self.bucket_values.get((series, metric), np.zeros(MINUTES // 5))
+
+        if name == "tpm":
+            return get("InputTokenCount") + get("OutputTokenCount")
+        if name == "rpm":
+            return get("Invocations")
+        return get("InvocationThrottles")
+
     def read_listings(self, endpoint_url: str) -> None:
         """Series -> endpoint by model ARN sets, and application profile tags, from the Bedrock listings."""
         bedrock = self._client(endpoint_url, "bedrock")
@@ -163,11 +230,22 @@ class RawAnswers:
                 self.endpoint[pid] = arn.split("foundation-model/", 1)[1]
             answer = bedrock.list_tags_for_resource(resourceARN=profile["inferenceProfileArn"])
             self.tags[pid] = {tag["key"]: tag["value"] for tag in answer["tags"]}
-        for model_id in self.present:
+        for model_id in (*self.present, *self.bucket_present):
             self.endpoint.setdefault(model_id, model_id)
 
     def series_of(self, endpoint: str) -> list[str]:
-        return sorted(s for s in self.present if self.endpoint[s] == endpoint and self.present[s].any())
+        return sorted(
+            s
+            for s in {*self.present, *self.bucket_present}
+            if self.endpoint[s] == endpoint
+            and (
+                self.present.get(s, np.zeros(1, dtype=bool)).any()
+                or self.bucket_present.get(s, np.zeros(1, dtype=bool)).any()
+            )
+        )
+
+    def active(self, series: str) -> np.ndarray:
+        return self.present.get(series, np.zeros(MINUTES, dtype=bool))
 
     def measure(self, series: str, name: str) -> np.ndarray:
         def get(metric: str) -> np.ndarray:
@@ -196,7 +274,7 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 
 def _endpoints(raw: RawAnswers) -> list[str]:
-    return sorted({raw.endpoint[s] for s in raw.present if raw.present[s].any()})
+    return sorted({raw.endpoint[s] for s in {*raw.present, *raw.bucket_present} if raw.series_of(raw.endpoint[s])})
 
 
 def _mart_stats(connection, endpoint: str, series_id: str, window: str, metric: str) -> dict[str, float]:
@@ -336,3 +414,142 @@ def test_throttle_attribution_matches_numpy(built):
                 assert got[3] == pytest.approx(in_throttled[s] / all_tokens)
     # The demo throttles one endpoint on weekday afternoons: it shows in every window from 7d up.
     assert throttled_endpoints >= 3
+
+
+# --- a warehouse whose 30-day window reaches into 5-minute data ------------------------------------------------
+
+
+def _coarse_mart_stats(connection, endpoint: str, series_id: str, window: str, metric: str) -> dict[str, float]:
+    names = (
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "active_points",
+        "total",
+        "total_1min",
+        "total_5min",
+        "buckets_5min",
+        "p50_5min",
+        "p90_5min",
+        "p99_5min",
+        "max_5min",
+        "max_bound_5min",
+    )
+    row = connection.execute(
+        f"""
+        select {", ".join(names)}
+        from window_stats
+        where region = ? and endpoint = ? and series_id = ? and "window" = ? and metric = ?
+        """,
+        [REGION, endpoint, series_id, window, metric],
+    ).fetchone()
+    assert row is not None, (endpoint, series_id, window, metric)
+    return dict(zip(names, row, strict=True))
+
+
+def _assert_matches(got: dict, expected: dict, context) -> None:
+    """Equal up to float rounding; a figure expected to be absent (no data at that resolution) must be null."""
+    for key, value in expected.items():
+        if value is None:
+            assert got[key] is None, (context, key, got[key])
+        else:
+            assert got[key] == pytest.approx(value), (context, key, got[key], value)
+
+
+def _expected_split(minute_values, minute_active, bucket_values, bucket_active) -> dict[str, float]:
+    """What window_stats should say: 1-minute statistics, 5-minute bucket figures, and totals over both."""
+    expected: dict[str, float] = {}
+    if minute_active.any():
+        expected |= {key: value for key, value in _stats(minute_values[minute_active]).items() if key != "total"}
+    else:
+        expected |= {"p50": None, "p90": None, "p99": None, "max": None, "active_points": 0}
+    fine_total = float(minute_values.sum())
+    coarse_total = float(bucket_values.sum())
+    expected |= {"total": fine_total + coarse_total, "total_1min": fine_total, "total_5min": coarse_total}
+    expected["buckets_5min"] = int(bucket_active.sum())
+    if bucket_active.any():
+        rates = bucket_values[bucket_active] / 5
+        expected |= {
+            "p50_5min": float(np.quantile(rates, 0.5)),
+            "p90_5min": float(np.quantile(rates, 0.9)),
+            "p99_5min": float(np.quantile(rates, 0.99)),
+            "max_5min": float(rates.max()),
+            "max_bound_5min": float(bucket_values[bucket_active].max()),
+        }
+    else:
+        expected |= {key: None for key in ("p50_5min", "p90_5min", "p99_5min", "max_5min", "max_bound_5min")}
+    return expected
+
+
+def test_the_coarse_warehouse_holds_5_minute_data_where_cloudwatch_no_longer_has_1_minute_data(coarse_built):
+    connection, raw = coarse_built
+    first_fine = connection.execute(
+        "select min(ts) from usage_minute where resolution_s = 60 and ts >= ?", [T - timedelta(days=30)]
+    ).fetchone()[0]
+    assert first_fine >= raw.fine_start
+    periods = connection.execute(
+        "select distinct resolution_s from usage_bucket where ts >= ? and ts < ?", [T - timedelta(days=30), T]
+    ).fetchall()
+    assert periods == [(300,)]
+    assert any(present.any() for present in raw.bucket_present.values())
+
+
+@pytest.mark.parametrize("metric", ["tpm", "rpm"])
+def test_each_resolution_matches_numpy_on_its_own_raw_answers(coarse_built, metric):
+    connection, raw = coarse_built
+    fine_index = int((raw.fine_start - FIRST_MINUTE).total_seconds() // 60)
+    checked_coarse = 0
+    for endpoint in _endpoints(raw):
+        series = raw.series_of(endpoint)
+        for window, minutes in WINDOWS.items():
+            first = MINUTES - minutes
+            fine = slice(max(first, fine_index), MINUTES)
+            # Buckets that start in the window and before the 1-minute data.
+            coarse = slice(first // 5, max(first, fine_index) // 5)
+            any_minute = np.zeros(fine.stop - fine.start, dtype=bool)
+            any_bucket = np.zeros(max(coarse.stop - coarse.start, 0), dtype=bool)
+            minute_sum = np.zeros(len(any_minute))
+            bucket_sum = np.zeros(len(any_bucket))
+            for series_id in series:
+                minute_active = raw.active(series_id)[fine]
+                minute_values = raw.measure(series_id, metric)[fine]
+                bucket_active = raw.bucket_present.get(series_id, np.zeros(MINUTES // 5, dtype=bool))[coarse]
+                bucket_values = raw.bucket_measure(series_id, metric)[coarse]
+                any_minute |= minute_active
+                any_bucket |= bucket_active
+                minute_sum += minute_values
+                bucket_sum += bucket_values
+                if minute_active.any() or bucket_active.any():
+                    expected = _expected_split(minute_values, minute_active, bucket_values, bucket_active)
+                    got = _coarse_mart_stats(connection, endpoint, series_id, window, metric)
+                    _assert_matches(got, expected, (endpoint, series_id, window))
+            if any_minute.any() or any_bucket.any():
+                expected = _expected_split(minute_sum, any_minute, bucket_sum, any_bucket)
+                got = _coarse_mart_stats(connection, endpoint, "*", window, metric)
+                _assert_matches(got, expected, (endpoint, "*", window))
+                checked_coarse += int(any_bucket.any())
+    # Only the 30d window reaches past CloudWatch's 15 days of 1-minute data.
+    assert checked_coarse >= 3
+
+
+def test_tpd_days_add_both_resolutions(coarse_built):
+    connection, raw = coarse_built
+    fine_index = int((raw.fine_start - FIRST_MINUTE).total_seconds() // 60)
+    for endpoint in _endpoints(raw):
+        minute_tokens = np.zeros(MINUTES)
+        bucket_tokens = np.zeros(MINUTES // 5)
+        for series_id in raw.series_of(endpoint):
+            minute_tokens += raw.measure(series_id, "tpm")
+            bucket_tokens += raw.bucket_measure(series_id, "tpm")
+        minute_tokens[:fine_index] = 0  # the warehouse has no 1-minute data there, only the buckets
+        rows = dict(
+            connection.execute(
+                "select day_index, tokens from tpd_daily where region = ? and endpoint = ? and series_id = '*'",
+                [REGION, endpoint],
+            ).fetchall()
+        )
+        for k in range(30):
+            start, end = MINUTES - (k + 1) * 1440, MINUTES - k * 1440
+            expected = float(minute_tokens[start:end].sum() + bucket_tokens[start // 5 : end // 5].sum())
+            assert float(rows.get(k, 0)) == pytest.approx(expected), (endpoint, k)

@@ -30,16 +30,21 @@ GLOBAL_SONNET_4 = f"global.{SONNET_4}"
 # The models of this issue: every staging model and the marts except quota_map/quota_headroom.
 OWN_MARTS = (
     "endpoints",
+    "model_burndown",
+    "usage_bucket",
     "usage_minute",
+    "window_coverage",
     "endpoint_minute",
     "window_stats",
     "tpd_daily",
     "tag_assignments",
     "tag_attribution",
     "throttle_tag_attribution",
+    "throttle_minutes",
     "throttle_attribution",
 )
-OWN_MODELS = tuple(model.name for model in discover_models() if model.layer == "staging") + OWN_MARTS
+# quota_map is a Python model (it parses quota names); throttle_minutes reads it.
+OWN_MODELS = (*(model.name for model in discover_models() if model.layer == "staging"), "quota_map", *OWN_MARTS)
 
 
 def fm_arn(model_id: str, region: str = REGION) -> str:
@@ -117,17 +122,24 @@ class FixtureLake:
             self.point(series, metric, ts, value, stat=stat, period_s=period_s, region=region)
 
     def coverage(self, start: datetime, end: datetime, *, period_s: int = 60, region: str = REGION) -> None:
-        """One range read from CloudWatch at ``period_s``, recorded in the partition of its first day."""
-        self.rows["metric_coverage", region, start.date()].append(
-            {
-                "account_id": ACCOUNT,
-                "period_s": period_s,
-                "range_start": start,
-                "range_end": end,
-                "model_ids": 1,
-                "fetched_at": FETCHED,
-            }
-        )
+        """A range read from CloudWatch at ``period_s``, recorded as the extract does: per UTC day, in the day's
+        partition beside that day's metric_points file (written empty when the day has no datapoint)."""
+        day_start = start
+        while day_start < end:
+            day_end = min(end, datetime.combine(day_start.date() + timedelta(days=1), datetime.min.time()))
+            self.rows["metric_coverage", region, day_start.date()].append(
+                {
+                    "account_id": ACCOUNT,
+                    "period_s": period_s,
+                    "range_start": day_start,
+                    "range_end": day_end,
+                    "model_ids": 1,
+                    "fetched_at": FETCHED,
+                }
+            )
+            # Touching the key is enough: write() writes an empty points file for a day without rows.
+            self.rows["metric_points", region, day_start.date()]
+            day_start = day_end
 
     def profile(
         self,
@@ -171,6 +183,42 @@ class FixtureLake:
                     "snapshot_at": snapshot_at,
                 }
             )
+
+    def foundation_model(
+        self, model_id: str, name: str, provider: str = "Anthropic", *, snapshot_at: datetime = FETCHED
+    ) -> None:
+        """One foundation-model listing row (quota_map matches quota names against the model's name)."""
+        self.rows["foundation_models", REGION, snapshot_at.date()].append(
+            {
+                "model_id": model_id,
+                "model_arn": fm_arn(model_id),
+                "model_name": name,
+                "provider": provider,
+                "input_modalities": ["TEXT"],
+                "output_modalities": ["TEXT"],
+                "inference_types": ["ON_DEMAND", "INFERENCE_PROFILE"],
+                "response_streaming": True,
+                "lifecycle_status": "ACTIVE",
+                "snapshot_at": snapshot_at,
+            }
+        )
+
+    def quota(self, code: str, name: str, value: float, *, snapshot_at: datetime = FETCHED) -> None:
+        """One Service Quotas row, applied at its default value."""
+        self.rows["service_quotas", REGION, snapshot_at.date()].append(
+            {
+                "quota_code": code,
+                "quota_name": name,
+                "quota_arn": f"arn:aws:servicequotas:{REGION}:{ACCOUNT}:bedrock/{code}",
+                "value": float(value),
+                "default_value": float(value),
+                "applied_value": None,
+                "unit": "None",
+                "adjustable": True,
+                "global_quota": False,
+                "snapshot_at": snapshot_at,
+            }
+        )
 
     def write(self) -> None:
         for (dataset, region, day), rows in self.rows.items():

@@ -127,6 +127,34 @@ def test_a_profile_whose_tags_were_all_removed_is_untagged(lake: FixtureLake) ->
     ) == [("(untagged)", 100.0, 0.25), ("b", 300.0, 0.75)]
 
 
+def test_a_deleted_profile_keeps_the_tags_of_its_last_listing(lake: FixtureLake) -> None:
+    """Profile A was listed (team=a, cost=x) yesterday and deleted before today's listing; its history stays tagged."""
+    yesterday, today = datetime(2025, 6, 9, 12, 0), datetime(2025, 6, 10, 11, 0)
+    for snapshot in (yesterday, today):
+        lake.profile(US_SONNET_4, US_SONNET_4_ARNS, kind="SYSTEM", snapshot_at=snapshot)
+        lake.profile("profilebbbbb", US_SONNET_4_ARNS, snapshot_at=snapshot)
+        lake.tags("profilebbbbb", {"team": "b"}, snapshot_at=snapshot)
+    lake.profile("profileaaaaa", US_SONNET_4_ARNS, snapshot_at=yesterday)
+    # cost is a tag key no listed profile has any more: only the deleted one had it.
+    lake.tags("profileaaaaa", {"team": "a", "cost": "x"}, snapshot_at=yesterday)
+    a_tokens, b_tokens = 100, 300
+    lake.minute("profileaaaaa", minutes_before(30), input=a_tokens, invocations=1)
+    lake.minute("profilebbbbb", minutes_before(1), input=b_tokens, invocations=1)
+    connection = lake.build(AS_OF)
+
+    whole = a_tokens + b_tokens
+    assert rows(
+        connection,
+        """select tag_key, tag_value, tokens, share from tag_attribution
+        where "window" = '1h' order by tag_key, tag_value""",
+    ) == [
+        ("cost", "(untagged)", b_tokens, pytest.approx(b_tokens / whole)),
+        ("cost", "x", a_tokens, pytest.approx(a_tokens / whole)),
+        ("team", "a", a_tokens, pytest.approx(a_tokens / whole)),
+        ("team", "b", b_tokens, pytest.approx(b_tokens / whole)),
+    ]
+
+
 def test_throttle_tag_attribution_groups_the_throttled_minutes_by_tag(lake: FixtureLake) -> None:
     lake.profile(US_SONNET_4, US_SONNET_4_ARNS, kind="SYSTEM")
     for profile_id in ("profileaaaaa", "profilebbbbb", "profileccccc"):

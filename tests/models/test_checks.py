@@ -6,11 +6,12 @@ from datetime import date, datetime, timedelta
 
 from pipelines.checks_sql import (
     check_aggregate_totals,
+    check_burndown_rates_complete,
     check_duplicate_points,
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from tests.models.lakes import US_SONNET_4, US_SONNET_4_ARNS, FixtureLake
+from tests.models.lakes import SONNET_4, US_SONNET_4, US_SONNET_4_ARNS, FixtureLake, rows
 
 AS_OF = datetime(2025, 6, 10, 12, 0)
 
@@ -108,3 +109,28 @@ def test_aggregate_totals_equal_the_sum_of_series_totals(lake: FixtureLake) -> N
     assert outcome.metadata["window_stats_mismatches"] == 5
     assert outcome.metadata["endpoint_minute_mismatches"] == 1
     assert f"{US_SONNET_4} 1h tpm: aggregate 88.0 vs sum of series 87.0" in outcome.metadata["examples"]
+
+
+def test_a_claude_model_without_a_burndown_row_is_a_warning_not_a_silent_1x(lake: FixtureLake) -> None:
+    """A Claude 4 family model the seed does not know yet burns output down too: say so, do not count 1x quietly."""
+    unknown = "anthropic.claude-opus-4-9-20990101-v1:0"
+    older = "anthropic.claude-3-5-haiku-20241022-v1:0"  # no burndown for Claude 3.5: not a gap
+    for model in (unknown, older, SONNET_4):
+        lake.minute(model, AS_OF - timedelta(minutes=1), input=10, output=10)
+    connection = lake.build(AS_OF)
+
+    assert rows(connection, "select base_model_id from model_burndown where missing_burndown") == [(unknown,)]
+    outcome = check_burndown_rates_complete(connection, lake=lake.root, as_of=AS_OF)
+    assert (outcome.passed, outcome.violations) == (False, 1)
+    assert unknown in outcome.metadata["examples"]
+    # Sonnet 4 has its seed row (5x); the unknown model is counted at 1x and flagged rather than guessed.
+    assert rows(connection, "select series_id, quota_tpm from usage_minute order by quota_tpm, series_id") == [
+        (older, 20.0),
+        (unknown, 20.0),
+        (SONNET_4, 60.0),
+    ]
+
+
+def test_burndown_check_passes_when_every_claude_model_has_a_rate(lake: FixtureLake) -> None:
+    connection = built(lake)
+    assert check_burndown_rates_complete(connection, lake=lake.root, as_of=AS_OF).passed

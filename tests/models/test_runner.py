@@ -29,18 +29,15 @@ def test_models_are_found_with_their_layer_and_the_models_and_seeds_they_read() 
     assert set(OWN_MARTS) <= set(models)
     assert {models[name].layer for name in OWN_MARTS} == {"marts"}
     assert models["stg_metric_points"].layer == "staging"
-    assert models["usage_minute"].depends_on == (
-        "burndown_rates",
-        "endpoints",
-        "stg_metric_coverage",
-        "stg_metric_points",
-    )
+    assert models["usage_minute"].depends_on == ("endpoints", "model_burndown", "stg_metric_points", "usage_bucket")
+    assert models["model_burndown"].depends_on == ("burndown_rates", "endpoints")
     assert models["window_stats"].depends_on == (
         "endpoint_minute",
-        "stg_metric_coverage",
         "time_windows",
         "tpd_daily",
+        "usage_bucket",
         "usage_minute",
+        "window_coverage",
     )
     assert models["window_stats"].description.startswith("Distribution of every measure")
     assert "Grain: one row per region x endpoint x series_id x window x metric." in models["window_stats"].description
@@ -181,12 +178,15 @@ def test_seeds_load_with_their_documented_types() -> None:
 def test_build_model_alone_binds_its_inputs_and_loads_missing_seeds(lake: FixtureLake) -> None:
     lake.minute(SONNET_4, AS_OF - timedelta(minutes=1), input=5, output=1)
     connection = lake.build(
-        AS_OF, models=("stg_metric_points", "stg_metric_coverage", "stg_inference_profiles", "endpoints")
+        AS_OF,
+        models=("stg_metric_points", "stg_metric_coverage", "stg_inference_profiles", "endpoints"),
     )
     connection.execute("drop table if exists burndown_rates")
-    (usage_minute,) = [model for model in discover_models() if model.name == "usage_minute"]
+    models = {model.name: model for model in discover_models()}
 
-    assert build_model(connection, usage_minute, lake=lake.root, as_of=AS_OF) == 1
+    assert build_model(connection, models["model_burndown"], lake=lake.root, as_of=AS_OF) == 1
+    assert build_model(connection, models["usage_bucket"], lake=lake.root, as_of=AS_OF) == 0
+    assert build_model(connection, models["usage_minute"], lake=lake.root, as_of=AS_OF) == 1
     assert one(connection, "select quota_tpm from usage_minute") == 10.0
 
 

@@ -131,8 +131,9 @@ def test_burndown_takes_the_longest_matching_prefix_in_force_that_day(lake: Fixt
         ) as rates(model_id_prefix, effective_from, output_multiplier, cache_write_multiplier)
         """
     )
-    (usage_minute,) = [model for model in discover_models() if model.name == "usage_minute"]
-    build_model(connection, usage_minute, lake=lake.root, as_of=AS_OF)
+    models = {model.name: model for model in discover_models()}
+    for name in ("model_burndown", "usage_bucket", "usage_minute"):
+        build_model(connection, models[name], lake=lake.root, as_of=AS_OF)
     # The generic rule of 06-05 does not override the model's own rule of 06-03.
     assert rows(connection, "select ts, quota_tpm from usage_minute order by ts") == [
         (day1, 20.0),

@@ -22,6 +22,7 @@ def two_profiles(lake: FixtureLake) -> FixtureLake:
     lake.profile(US_SONNET_4, US_SONNET_4_ARNS, kind="SYSTEM")
     lake.profile("profileaaaaa", US_SONNET_4_ARNS)
     lake.profile("profilebbbbb", US_SONNET_4_ARNS)
+    lake.coverage(AS_OF - timedelta(days=30), AS_OF, period_s=60)
     for n in (1, 2, 3, 4):
         lake.minute("profileaaaaa", minutes_before(n), input=80, output=20, invocations=2)
     lake.minute("profilebbbbb", minutes_before(4), input=200, output=100, invocations=1)
@@ -72,6 +73,7 @@ def test_window_boundaries_include_as_of_minus_w_and_exclude_as_of(lake: Fixture
 
 def test_stats_are_over_active_minutes_and_idle_windows_still_have_a_row(lake: FixtureLake) -> None:
     series = "profileaaaaa"
+    lake.coverage(AS_OF - timedelta(days=30), AS_OF, period_s=60)
     for n, tokens in ((5, 10), (6, 20), (7, 60)):
         lake.minute(series, minutes_before(n), input=tokens, latency=100 * n, latency_samples=1)
     lake.minute(series, minutes_before(3 * 1440), input=1)  # three days ago: only the 7d+ windows see it
@@ -152,7 +154,7 @@ def test_coverage_columns_report_what_each_window_read_at_each_resolution(lake: 
         for row in rows(
             connection,
             'select "window", covered_minutes_1min, covered_minutes_5min, covered_minutes_1h, coverage_start, '
-            "resolution_s from window_stats where series_id = 'profileaaaaa' and metric = 'tpm'",
+            "coarsest_resolution_s from window_stats where series_id = 'profileaaaaa' and metric = 'tpm'",
         )
     }
     assert found == {

@@ -165,8 +165,26 @@ def usage(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """
         create table endpoint_minute (
             region varchar, endpoint varchar, ts timestamp, quota_tpm double, quota_tpm_computed double,
-            estimated_tpm_quota_usage double, rpm double, throttles double
+            estimated_tpm_quota_usage double, rpm double, throttles double, resolution_s integer default 60
         )
+        """
+    )
+    # Every minute of the 30 days was read at 1-minute resolution; no coarse buckets, no burndown gaps.
+    connection.execute(
+        """
+        create table window_coverage as
+        select * from (values
+            ('us-east-1', '1h', 60), ('us-east-1', '1d', 1440), ('us-east-1', '7d', 10080),
+            ('us-east-1', '14d', 20160), ('us-east-1', '30d', 43200)
+        ) as coverage (region, "window", covered_minutes_1min);
+        alter table window_coverage add column covered_minutes_5min integer default 0;
+        alter table window_coverage add column covered_minutes_1h integer default 0;
+        alter table window_coverage add column uncovered_minutes integer default 0;
+        create table usage_bucket (
+            region varchar, endpoint varchar, ts timestamp, resolution_s integer, quota_tokens double,
+            invocations bigint
+        );
+        create table model_burndown (region varchar, base_model_id varchar, missing_burndown boolean);
         """
     )
     # us.sonnet, TPM quota 800,000: (minutes before as_of, quota TPM, computed, RPM, throttles).
@@ -187,10 +205,14 @@ def usage(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     rows.append((REGION, US_SONNET, AS_OF, 900_000.0, 900_000.0, 900_000.0, 999.0, 0.0))  # ts = as_of: excluded
     # us.nova-lite: CloudWatch published no estimate, so quota TPM is the computed figure.
     rows.append((REGION, US_NOVA, minutes_before(10), 1_000.0, 1_000.0, None, 5.0, 0.0))
-    connection.executemany("insert into endpoint_minute values (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    connection.executemany(
+        "insert into endpoint_minute (region, endpoint, ts, quota_tpm, quota_tpm_computed, estimated_tpm_quota_usage, "
+        "rpm, throttles) values (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
     connection.execute(
         "create table tpd_daily (region varchar, endpoint varchar, series_id varchar, day_index integer, "
-        "quota_tokens double)"
+        "quota_tokens double, sliding_quota_tokens double)"
     )
     days = [
         # Nova Lite's daily quota is 1e9: 2e9 on the geographic endpoint, 1e9 in-region.
@@ -201,7 +223,8 @@ def usage(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         (US_NOVA, "*", 9, 2_500_000_000.0),  # outside 7d
         (NOVA, "*", 0, 900_000_000.0),  # 90 % in-region
     ]
-    connection.executemany("insert into tpd_daily values (?, ?, ?, ?, ?)", [(REGION, *day) for day in days])
+    # The sliding day equals the anchored one here: no usage straddles a day boundary.
+    connection.executemany("insert into tpd_daily values (?, ?, ?, ?, ?, ?)", [(REGION, *day, day[-1]) for day in days])
     return connection
 
 
