@@ -4,8 +4,9 @@ A line's values over the 30-day timeline are computed once and stored once, as a
 shorter windows show a slice of the same block, so the 1h, 1d, 7d, 14d and 30d charts cost no more than the 30d
 one. A block is at the data's own resolution: one point per minute where the lake holds 1-minute data, one per
 5 minutes (or hour) where only coarser CloudWatch data remain (usage_minute spreads such a bucket evenly over its
-minutes, so one point per bucket holds all there is). Values are plotly's typed arrays: little-endian bytes of the
-smallest integer type that fits, base64-encoded (``{"dtype": "u2", "bdata": "..."}``), which numpy decodes with
+minutes, so one point per bucket holds all there is); a point stores the count of its minutes and the page divides
+by the step. Values are plotly's typed arrays, one per run of equal steps: little-endian bytes of the smallest
+integer type that fits, base64-encoded (``{"dtype": "u2", "bdata": "..."}``), which numpy decodes with
 ``np.frombuffer(base64.b64decode(bdata), dtype)``.
 
 Only when the 1-minute lines of every application profile would not fit :data:`CHART_DATA_BUDGET` do the
@@ -19,7 +20,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +44,9 @@ from pipelines.report.queries import (
 MAX_CHART_SERIES = 8
 OTHER_LINE = "~other"
 
-# Base64 characters all chart blocks of a page may take. With the tables and layouts (~100-200 KB) this keeps an
-# endpoint page under 1 MB (plotly.js itself is a separate shared file): the aggregate's four full-resolution
-# 30-day lines take ~350 KB at worst, which leaves room for the 1-minute lines of about four profiles.
+# Base64 characters all chart blocks of a page may take. With the tables and layouts (~70-120 KB) this keeps an
+# endpoint page under 1 MB (plotly.js itself is a separate shared file). The aggregate's four full-resolution
+# 30-day lines take 300-650 KB of it; the profile lines get the rest, at 1-minute points while they fit.
 CHART_DATA_BUDGET = 700_000
 # Bucket sizes (minutes) the profile lines of the long windows fall back to, finest first; each divides every
 # window longer than a day, and an hour, so the buckets of every window line up with as_of.
@@ -100,14 +101,16 @@ def typed_array(values: np.ndarray) -> dict[str, str]:
 
 
 def decode_block(block: Mapping[str, Any]) -> tuple[list[int], list[float]]:
-    """A block's points as (epoch ms, value) lists: what the page's script draws."""
-    encoded = block["values"]
-    values = np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=np.dtype("<" + encoded["dtype"])).tolist()
+    """A block's points as (epoch ms, value) lists: what the page's script draws (per-minute values)."""
     times: list[int] = []
+    values: list[float] = []
     moment = block["start_ms"]
-    for step, count in block["segments"]:
+    for (step, count), encoded in zip(block["segments"], block["values"], strict=True):
+        stored = np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=np.dtype("<" + encoded["dtype"])).tolist()
         times.extend(moment + index * step * 60_000 for index in range(count))
         moment += count * step * 60_000
+        divisor = step if block["per_point"] else 1
+        values.extend(value / divisor for value in stored)
     return times, values
 
 
@@ -120,6 +123,9 @@ class _Minutes:
     last: int  # past the last covered minute index
     resolution: np.ndarray  # resolution_s of the endpoint's data per minute, 0 where idle
     lines: dict[str, dict[str, np.ndarray]]  # line -> metric -> values
+    # Blocks by key and point layouts by first minute, shared by every layout build_charts tries.
+    blocks: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    layouts: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def chart_lines(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list[dict[str, Any]]:
@@ -207,13 +213,16 @@ def _minutes(connection: duckdb.DuckDBPyConnection, context: ReportContext, line
         group by all
         """,
         [kept, OTHER_LINE, start_ms, context.region, context.endpoint, start_ms, context.as_of_ms],
-    ).fetchall()
+    ).fetchnumpy()
+    names_of = np.asarray(per_line["line"], dtype=object)
     for line in lines[1:]:
-        found[line["line"]] = {"tpm": np.zeros(count), "rpm": np.zeros(count)}
-    for name, minute, tpm, rpm in per_line:
-        if name in found:
-            found[name]["tpm"][minute] = float(tpm or 0)
-            found[name]["rpm"][minute] = float(rpm or 0)
+        rows = names_of == line["line"]
+        at = np.asarray(per_line["minute"], dtype=np.int64)[rows]
+        found[line["line"]] = {}
+        for metric in ("tpm", "rpm"):
+            values = np.zeros(count)
+            values[at] = np.nan_to_num(np.ma.filled(np.ma.asarray(per_line[metric], dtype=np.float64), 0.0)[rows])
+            found[line["line"]][metric] = values
     return _Minutes(start_ms=start_ms, first=int(first), last=int(last), resolution=resolution, lines=found)
 
 
@@ -228,6 +237,10 @@ def _native_points(minutes: _Minutes, first: int) -> tuple[np.ndarray, np.ndarra
     starts[first:last] = True
     steps = np.ones(len(minutes.resolution), dtype=np.int64)
     epoch_minute = minutes.start_ms // 60_000
+    # Idle minutes have no resolution of their own; before the endpoint's first 1-minute datapoint they belong to
+    # the 5-minute era and are drawn as 5-minute points too.
+    fine = np.flatnonzero((minutes.resolution > 0) & (minutes.resolution < 300))
+    first_fine = int(fine[0]) if fine.size else len(minutes.resolution)
     for step in (60, 5):
         begin = first + (-(epoch_minute + first)) % step
         buckets = (last - begin) // step
@@ -235,7 +248,12 @@ def _native_points(minutes: _Minutes, first: int) -> tuple[np.ndarray, np.ndarra
             continue
         chunk = minutes.resolution[begin : begin + buckets * step].reshape(buckets, step)
         lowest = np.where(chunk > 0, chunk, np.iinfo(np.int64).max).min(axis=1)
-        coarse = np.flatnonzero((chunk.max(axis=1) == step * 60) & (lowest == step * 60))
+        busiest = chunk.max(axis=1)
+        coarse_data = (busiest == step * 60) & (lowest == step * 60)
+        if step == 5:
+            ends = begin + (np.arange(buckets) + 1) * step
+            coarse_data |= (busiest == 0) & (ends <= first_fine)
+        coarse = np.flatnonzero(coarse_data)
         for bucket in coarse:
             at = begin + int(bucket) * step
             starts[at + 1 : at + step] = False
@@ -253,9 +271,13 @@ def _block(
         return None
     values = minutes.lines[line][metric]
     if bucket is None:
-        points, steps = _native_points(minutes, first)
-        # Every minute of a coarse point holds the same value, so its peak is that value.
-        reduced = np.maximum.reduceat(values[first : minutes.last], points - first)
+        if first not in minutes.layouts:
+            minutes.layouts[first] = _native_points(minutes, first)
+        points, steps = minutes.layouts[first]
+        # A point stores the count of its minutes (a 5-minute point: the 5-minute sum CloudWatch published, which
+        # usage_minute had spread over five minutes), a whole number that fits a small integer type; the page
+        # divides by the step to draw the per-minute rate, so a slow 5-minute span is not rounded to zero.
+        reduced = np.rint(np.add.reduceat(values[first : minutes.last], points - first))
         segments: list[list[int]] = []
         for step in steps.tolist():
             if segments and segments[-1][0] == step:
@@ -263,6 +285,12 @@ def _block(
             else:
                 segments.append([step, 1])
         start = int(points[0])
+        # Each run of equal steps gets its own integer type: 5-minute counts are five times the minute values
+        # and must not widen the type of the (much longer) 1-minute run.
+        encoded, offset = [], 0
+        for _step, count in segments:
+            encoded.append(typed_array(reduced[offset : offset + count]))
+            offset += count
     else:
         # Buckets line up with range_start, which lies a whole number of buckets before as_of.
         lo = range_start + (first - range_start) // bucket * bucket
@@ -272,15 +300,18 @@ def _block(
         span[: end - lo] = values[lo:end]
         grouped = span.reshape(-1, bucket)
         reduced = grouped.sum(axis=1) if summed else grouped.max(axis=1)
+        # Peak minutes are whole tokens or requests; a sum of spread 5-minute throttles keeps a decimal.
+        reduced = np.round(reduced, 1) if summed else np.rint(reduced)
         segments = [[bucket, len(reduced)]]
         start = lo
-    # Rates are whole tokens or requests; throttles per minute of 5-minute data keep a decimal.
-    rounded = np.round(reduced, 1) if metric == "throttles" else np.rint(reduced)
+        encoded = [typed_array(reduced)]
     return {
         "start": iso(minutes.start_ms + start * 60_000),
         "start_ms": minutes.start_ms + start * 60_000,
         "segments": segments,
-        "values": typed_array(rounded),
+        # True: values are counts per point, drawn divided by the point's step (minutes) as a per-minute rate.
+        "per_point": bucket is None,
+        "values": encoded,
     }
 
 
@@ -316,13 +347,15 @@ def _build(
 ) -> dict[str, Any]:
     plan = _plan(floor, profile_bucket)
     blocks: dict[str, dict[str, Any] | None] = {}
+    computed = minutes.blocks
 
     def block(metric: str, line: str, window: str, profile: bool, source: str | None = None) -> str | None:
         bucket, start_window = plan[(window, profile)]
         key = _block_key(metric, line, bucket, start_window)
-        if key not in blocks:
+        if key not in computed:
             range_start = (context.window_start_ms(start_window) - minutes.start_ms) // 60_000
-            blocks[key] = _block(minutes, line, source or metric, bucket, range_start, summed=metric == "throttles")
+            computed[key] = _block(minutes, line, source or metric, bucket, range_start, summed=metric == "throttles")
+        blocks[key] = computed[key]
         return key if blocks[key] is not None else None
 
     windows = []
@@ -401,7 +434,8 @@ def _build(
 
 
 def _block_bytes(charts: Mapping[str, Any]) -> int:
-    return sum(len(block["values"]["bdata"]) for block in charts["blocks"].values())
+    # The base64 text plus what each run costs in the page's JSON (its segment and its dtype object).
+    return sum(len(run["bdata"]) + 48 for block in charts["blocks"].values() for run in block["values"])
 
 
 def _tpd_chart(

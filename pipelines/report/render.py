@@ -440,7 +440,7 @@ def _figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _used_blocks(figures: Sequence[Mapping[str, Any]], blocks: Mapping[str, Any]) -> dict[str, Any]:
     used = sorted({trace["buw_block"] for figure in figures for trace in figure["data"] if "buw_block" in trace})
-    return {key: {name: blocks[key][name] for name in ("start_ms", "segments", "values")} for key in used}
+    return {key: {name: blocks[key][name] for name in ("start_ms", "segments", "per_point", "values")} for key in used}
 
 
 def _overview_figures(overview: Mapping[str, Any] | None) -> list[dict[str, Any]]:
