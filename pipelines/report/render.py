@@ -740,6 +740,9 @@ def render_reports(
     files.append(ReportFile("index", None, None, index_html, index_json, written))
     for orphan in prune_orphaned_assets(out_dir):
         log.info("removed %s: no page loads it any more", orphan)
+    if mode == "shared":
+        # An inline render into the same folder at the same moment may have pruned it before our pages existed.
+        write_plotly_asset(out_dir)
     return files
 
 
