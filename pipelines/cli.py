@@ -146,12 +146,13 @@ def _build_parser() -> argparse.ArgumentParser:
         'reads: eval "$(buw env)".',
     )
 
-    commands.add_parser(
+    dev = commands.add_parser(
         "dev",
         help="start the sandbox and the Dagster UI (dagster dev) wired to it",
         description="Serve the sandbox on a free port and run `dagster dev -w workspace.yaml` with "
-        "AWS_ENDPOINT_URL pointing at it. Stop with Ctrl-C.",
+        "AWS_ENDPOINT_URL pointing at it. Stop with Ctrl-C (or SIGTERM): the UI and the sandbox both stop.",
     )
+    dev.add_argument("--port", type=int, default=3000, help="port of the Dagster UI on 127.0.0.1 (default 3000)")
 
     quotas = commands.add_parser("quotas", help="model to Service Quotas mapping")
     quota_commands = quotas.add_subparsers(dest="quotas_command", metavar="SUBCOMMAND", required=True)
@@ -222,7 +223,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from pipelines.commands import dev_command
 
-        return dev_command()
+        return dev_command(args)
     if args.command == "quotas":
         from pipelines.commands import quotas_match_command
 

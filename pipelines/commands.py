@@ -7,6 +7,7 @@ lake needs, the marts with their checks, the reports) in the instance the UI rea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -169,10 +170,16 @@ def env_command() -> int:
 # dev ---
 
 
-def dev_command() -> int:
+# `dagster dev` gets this long to stop its webserver, daemon and code servers after SIGTERM before it is killed.
+DEV_STOP_SECONDS = 20.0
+
+
+def dev_command(args: argparse.Namespace) -> int:
     from pipelines.resources import WarehouseResource
     from pipelines.sandbox.server import SandboxServer
 
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port} is not a TCP port; give one between 1 and 65535.")
     home = _dagster_home()
     with SandboxServer("demo", port=0) as sandbox:
         env = {
@@ -188,12 +195,83 @@ def dev_command() -> int:
             "BUW_REPORTS": str(WarehouseResource().reports()),
         }
         env.pop("AWS_PROFILE", None)
-        print(f"sandbox at {sandbox.endpoint_url}; starting the Dagster UI on http://127.0.0.1:3000", flush=True)
-        command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
-        try:
-            return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
-        except KeyboardInterrupt:
-            return 0
+        print(f"sandbox at {sandbox.endpoint_url}; starting the Dagster UI on http://127.0.0.1:{args.port}", flush=True)
+        command = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(args.port),
+        ]
+        # Its own session (and so process group): a signal to `buw dev` reaches dagster dev only through
+        # _supervise, which then stops the whole group (webserver, daemon, code servers) before the sandbox
+        # they use goes away.
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
+        return _supervise(process)
+
+
+def _supervise(process: subprocess.Popen, grace: float = DEV_STOP_SECONDS) -> int:
+    """Wait for ``process`` (a process group leader); on SIGTERM or SIGINT stop its whole group.
+
+    The group gets SIGTERM, then SIGKILL for whatever is left after ``grace`` seconds. Returns the process's exit
+    code, or 0 when it was stopped by a signal to us.
+    """
+    import signal
+    import time
+
+    received: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        deadline = None
+        while process.poll() is None:
+            if received and deadline is None:
+                _signal_group(process.pid, signal.SIGTERM)
+                deadline = time.monotonic() + grace
+            if deadline is not None and time.monotonic() > deadline:
+                _signal_group(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.2)
+    finally:
+        # dagster dev may exit before its children do (or crash and leave them): stop what is left of the group.
+        _stop_group(process.pid, grace)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if received else process.returncode
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Send ``signum`` to process group ``pgid``; False once the group has no process left."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        # A zombie-only group on macOS; nothing left that runs.
+        return False
+    return True
+
+
+def _stop_group(pgid: int, grace: float) -> None:
+    import signal
+    import time
+
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _signal_group(pgid, 0):
+            return
+        time.sleep(0.1)
+    _signal_group(pgid, signal.SIGKILL)
 
 
 # analyze / demo / report ---

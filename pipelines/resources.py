@@ -152,6 +152,9 @@ class WarehouseResource(dg.ConfigurableResource):
     reports_dir: str | None = None
     as_of: str | None = None
     as_of_lag_minutes: int | None = None
+    # How report pages get plotly.js: "shared" (one file in <reports>/assets/, loaded by relative path) or
+    # "inline" (inside every page, for single files); BUW_REPORT_PLOTLYJS when unset.
+    report_plotlyjs: str | None = None
 
     def root(self) -> Path:
         return Path(self.warehouse_dir or os.environ.get("BUW_WAREHOUSE") or "warehouse").resolve()
@@ -164,6 +167,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def reports(self) -> Path:
         return Path(self.reports_dir or os.environ.get("BUW_REPORTS") or "reports/out").resolve()
+
+    def plotlyjs(self) -> str:
+        """``shared`` (the default) or ``inline``: the field, else ``BUW_REPORT_PLOTLYJS``."""
+        return (self.report_plotlyjs or os.environ.get("BUW_REPORT_PLOTLYJS") or "shared").strip().lower()
 
     def as_of_minute(self) -> datetime:
         """The pinned ``as_of`` (field or ``BUW_AS_OF``), else the current UTC minute less the lag."""

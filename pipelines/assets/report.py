@@ -66,7 +66,8 @@ def _report_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     automation_condition=MARTS_AUTOMATION,
 )
 def reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Renders reports/templates/ (Jinja2 + Plotly, plotly.js inline) for every endpoint into BUW_REPORTS."""
+    """Renders reports/templates/ (Jinja2 + Plotly) for every endpoint into BUW_REPORTS, plotly.js shared in
+    BUW_REPORTS/assets/ (or inline with BUW_REPORT_PLOTLYJS=inline)."""
     tags = context.run.tags
     out_dir = warehouse.reports()
     granularity = json.loads(tags[GRANULARITY_TAG]) if GRANULARITY_TAG in tags else None
@@ -77,7 +78,14 @@ def reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
         except UserError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         try:
-            files = render_reports(connection, out_dir, as_of=as_of, select=select, chart_granularity=granularity)
+            files = render_reports(
+                connection,
+                out_dir,
+                as_of=as_of,
+                select=select,
+                chart_granularity=granularity,
+                plotlyjs=warehouse.plotlyjs(),
+            )
         except ReportError as error:
             raise dg.Failure(description=str(error)) from error
     pages = [file for file in files if file.kind == "endpoint"]

@@ -6,11 +6,16 @@ Uses Debian's /usr/bin/chromium through Playwright (never ``playwright install``
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from .report_fixtures import GEO
+from pipelines.report import plotly_asset_name, render_reports
+
+from .report_fixtures import AS_OF, BASE, GEO
 
 pytestmark = pytest.mark.browser
 
@@ -65,7 +70,8 @@ def test_every_report_loads_without_errors_and_draws_every_chart(browser, render
             charts = page.locator(".js-chart").count()
             plots = page.locator(".js-plotly-plot").count()
             drawn = page.eval_on_selector_all(
-                ".js-plotly-plot", "nodes => nodes.filter(n => n.querySelector('.main-svg .trace')).length"
+                ".js-plotly-plot",
+                "nodes => nodes.filter(n => n.querySelector('.main-svg .trace, .main-svg .hm')).length",
             )
             assert problems == [], (file.html_path.name, problems)
             # Every chart div became a plotly plot with an SVG holding its traces.
@@ -73,6 +79,19 @@ def test_every_report_loads_without_errors_and_draws_every_chart(browser, render
             if file.kind == "endpoint":
                 # Three charts per window with data, the TPD and throttle charts and one per tag key.
                 assert charts >= 15
+            else:
+                # The overview: one utilisation heatmap per quota type.
+                assert charts == 3
+            # plotly.js came from the one shared file beside the reports, by relative path over file://.
+            scripts = page.evaluate(
+                "Array.from(document.querySelectorAll('script[src]')).map(n => [n.getAttribute('src'), n.src])"
+            )
+            assert not scripts[0][0].startswith(("/", "file:", "http"))
+            assert page.evaluate("typeof window.Plotly") == "object"
+            scripts = [resolved for _given, resolved in scripts]
+            assert scripts == [
+                (file.html_path.parents[0 if file.kind == "index" else 1] / "assets" / plotly_asset_name()).as_uri()
+            ]
             page.screenshot(path=str(ARTIFACTS / f"report-{file.html_path.stem}.png"), full_page=True)
         finally:
             page.close()
@@ -131,5 +150,45 @@ def test_the_alert_is_visible_right_under_the_header(browser, rendered):
         badges = page.locator("#endpoints tbody tr .badge").all_text_contents()
         assert badges == ["TPM", "RPM"]
         assert page.locator("#endpoints tbody tr").first.get_attribute("data-endpoint") == GEO
+    finally:
+        page.close()
+
+
+def test_the_30d_chart_holds_every_minute_of_the_json(browser, rendered):
+    _out, files = rendered
+    file = next(file for file in files if file.endpoint == GEO)
+    report = json.loads(file.json_path.read_text(encoding="utf-8"))
+    block = report["charts"]["blocks"][report["charts"]["windows"][-1]["tpm"][0]["block"]]
+    expected = sum(count for _step, count in block["segments"])
+    page, problems = open_report(browser, file.html_path)
+    try:
+        assert problems == []
+        drawn = page.evaluate("document.getElementById('chart-tpm-30d').data[0].x.length")
+        one_day = page.evaluate("document.getElementById('chart-tpm-1d').data[0].x.length")
+        assert drawn == expected and one_day == 1440
+    finally:
+        page.close()
+
+
+def test_a_copied_reports_folder_and_an_inline_page_open_offline(browser, rendered, warehouse, tmp_path):
+    out_dir, files = rendered
+    copy = tmp_path / "moved" / "reports"
+    shutil.copytree(out_dir, copy)
+    for name in ("index.html", next(file for file in files if file.endpoint == GEO).html_path.relative_to(out_dir)):
+        page, problems = open_report(browser, copy / name)
+        try:
+            assert problems == []
+            assert page.locator(".js-plotly-plot").count() == page.locator(".js-chart").count() > 0
+        finally:
+            page.close()
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        single = render_reports(connection, tmp_path / "single", AS_OF, select=[("us-east-1", BASE)], plotlyjs="inline")
+    alone = tmp_path / "alone.html"
+    shutil.copy(single[0].html_path, alone)
+    page, problems = open_report(browser, alone)
+    try:
+        assert problems == []
+        assert page.evaluate("document.querySelectorAll('script[src]').length") == 0
+        assert page.locator(".js-plotly-plot").count() == page.locator(".js-chart").count() >= 15
     finally:
         page.close()

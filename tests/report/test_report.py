@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import base64
 import html
+import itertools
 import json
 import os
 import shutil
 import stat
-from datetime import timedelta
+from datetime import UTC, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pytest
 
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
 from pipelines.report import (
     MAX_CHART_SERIES,
-    MAX_HTML_BYTES,
+    PAGE_BYTES_TARGET,
     ReportError,
     build_report_data,
+    plotly_asset_name,
     render_reports,
     report_stem,
     safe_filename,
 )
+from pipelines.report.charts import decode_block
 
 from .report_fixtures import (
     ACCOUNT_ID,
@@ -132,19 +133,23 @@ class Page(HTMLParser):
         text = next(text for attrs, text in self.scripts if attrs.get("id") == "buw-figures")
         return {figure["id"]: figure for figure in json.loads(text)}
 
+    def blocks(self) -> dict[str, dict[str, Any]]:
+        text = next(text for attrs, text in self.scripts if attrs.get("id") == "buw-blocks")
+        return json.loads(text)
+
+    def points(self, trace: dict[str, Any]) -> tuple[list[int], list[float]]:
+        """(epoch ms, value) of a trace as the page's script fills it: its block's points inside its range."""
+        times, values = decode_block(self.blocks()[trace["buw_block"]])
+        start, end = trace["buw_range"]
+        kept = [(moment, value) for moment, value in zip(times, values, strict=True) if start <= moment < end]
+        return [moment for moment, _ in kept], [value for _, value in kept]
+
 
 def shown(text: str) -> Any:
     """A number as the page shows it ("1,234.5", "12.3 %", "—") back as the JSON value."""
     if text == "—":
         return None
     return float(text.removesuffix(" %").replace(",", ""))
-
-
-def typed(values: Any) -> list[float]:
-    """Values of a plotly trace: a plain list or a base64 typed array."""
-    if isinstance(values, dict):
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
-    return list(values)
 
 
 def report_of(files, endpoint: str):
@@ -171,10 +176,11 @@ def test_one_html_and_one_json_per_endpoint_plus_an_index(rendered):
     for file in files:
         assert file.html_path.stat().st_size == file.html_bytes
         assert ":" not in file.html_path.name
-    # Nothing else (no temporary files) is left behind.
+    # Nothing else (no temporary files) is left behind: the pages, their JSON and the one shared plotly.js.
     assert sorted(path.name for path in out_dir.rglob("*") if path.is_file()) == sorted(
-        [path.name for file in files for path in (file.html_path, file.json_path)]
+        [path.name for file in files for path in (file.html_path, file.json_path)] + [plotly_asset_name()]
     )
+    assert (out_dir / "assets" / plotly_asset_name()).stat().st_size > 1_000_000
 
 
 def test_file_names_are_safe_and_carry_as_of():
@@ -392,9 +398,9 @@ def test_an_evil_tag_value_is_escaped_everywhere(rendered):
     _out, files = rendered
     file = report_of(files, GEO)
     text = file.html_path.read_text(encoding="utf-8")
-    # Only the report's own three script elements exist: plotly.js, the figures and the loader.
-    assert text.count("<script") == 3
-    assert text.lower().count("</script") == 3
+    # Only the report's own four script elements exist: plotly.js, the chart blocks, the figures and the loader.
+    assert text.count("<script") == 4
+    assert text.lower().count("</script") == 4
     assert 'alert("owned")' not in text
     assert "<!--" not in text
     assert "&lt;script&gt;alert(&#34;owned&#34;)&lt;/script&gt;" in text
@@ -417,67 +423,85 @@ def test_charts_hold_the_json_series_with_dashed_red_quota_lines(rendered):
     _out, files = rendered
     page, report = load(report_of(files, GEO))
     figures = page.figures()
+    # The page carries exactly the JSON document's blocks, and each window's chart shows its slice of them.
+    assert page.blocks() == {
+        key: {name: block[name] for name in ("start_ms", "segments", "per_point", "values")}
+        for key, block in report["charts"]["blocks"].items()
+    }
     labels = ["all profiles", "direct", "chat-bot", "evil-profile", "search-api"]
     for chart in report["charts"]["windows"]:
-        assert chart["points"] == len(chart["tpm"][0]["values"])
         for metric in ("tpm", "rpm", "quota_tpm"):
             figure = figures[f"chart-{metric.replace('_', '-')}-{chart['window']}"]
             lines = [trace for trace in figure["data"] if "quota (" not in trace["name"]]
             assert [trace["name"] for trace in lines] == [line["label"] for line in chart[metric]]
             for trace, line in zip(lines, chart[metric], strict=True):
-                assert typed(trace["y"]) == line["values"]
-                assert trace["dx"] == chart["bucket_minutes"] * 60_000
-                assert trace["x0"] == chart["x0"].replace("T", " ").removesuffix("Z")
+                assert trace["buw_block"] == line["block"]
+                times, _values = page.points(trace)
+                assert times[0] >= trace["buw_range"][0] and times[-1] < trace["buw_range"][1]
             quota = [trace for trace in figure["data"] if "quota (" in trace["name"]]
             assert len(quota) == 1
             assert quota[0]["line"] == {"color": "#d62728", "dash": "dash", "width": 2}
             expected = TPM_QUOTA if metric != "rpm" else RPM_QUOTA
             assert quota[0]["y"] == [expected, expected]
         assert [line["label"] for line in chart["tpm"]] == labels
+        # The windows share one block per line: the 1h chart is the last hour of the 30d one.
+        assert chart["tpm"][0]["block"] == report["charts"]["windows"][-1]["tpm"][0]["block"]
     tpd = figures["chart-tpd"]
     assert any(trace["name"] == f"TPD quota ({TPD_QUOTA:,})" for trace in tpd["data"])
-    timeline = figures["chart-throttles"]["data"][0]
-    assert typed(timeline["y"]) == report["charts"]["throttle_timeline"]["values"]
-    assert sum(report["charts"]["throttle_timeline"]["values"]) == report["throttles"]["windows"][-1]["throttles"]
+    _times, throttles = page.points(figures["chart-throttles"]["data"][0])
+    assert round(sum(throttles)) > 0
     assert "output tokens count ×5" in figures["chart-quota-tpm-1d"]["layout"]["title"]["subtitle"]["text"]
     assert report["output_burndown"] == {"value": 5, "source": "estimated"}
     assert page.values[("burndown", "value")] == "5"
 
 
-def test_a_bucket_shows_the_peak_minute_of_rates_and_the_sum_of_counts(rendered, warehouse):
+def test_charts_keep_every_minute_and_5_minute_data_at_its_own_resolution(rendered, warehouse):
     _out, files = rendered
-    _page, report = load(report_of(files, GEO))
-    chart = next(chart for chart in report["charts"]["windows"] if chart["window"] == "7d")
-    assert chart["bucket_minutes"] == 30
+    page, report = load(report_of(files, GEO))
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         minutes = connection.execute(
             """
-            select ts, sum(tpm), sum(rpm), sum(throttles) from usage_minute
-            where endpoint = ? and ts >= ? and ts < ? group by ts
+            select epoch_ms(ts), tpm, rpm, throttles, resolution_s from endpoint_minute
+            where endpoint = ? and ts >= ? and ts < ?
             """,
             [GEO, AS_OF - timedelta(days=30), AS_OF],
         ).fetchall()
-    start = AS_OF - timedelta(days=7)
-    peaks: dict[int, float] = {}
-    for ts, tpm, _rpm, _throttles in minutes:
-        if ts >= start:
-            bucket = int((ts - start).total_seconds() // 1800)
-            peaks[bucket] = max(peaks.get(bucket, 0), tpm)
-    expected = [round(peaks.get(bucket, 0)) for bucket in range(336)]
-    assert chart["tpm"][0]["values"] == expected
-    # The peak, not the mean: a bucket's point equals its busiest minute, above the bucket average.
-    assert max(expected) == round(max(tpm for ts, tpm, _r, _t in minutes if ts >= start))
+    by_minute = {row[0]: row for row in minutes}
+    figures = page.figures()
+    times, tpm = page.points(figures["chart-tpm-30d"]["data"][0])
+    points = dict(zip(times, tpm, strict=True))
+    one_minute = [row for row in minutes if row[4] == 60]
+    five_minute = [row for row in minutes if row[4] == 300]
+    assert one_minute and five_minute
+    # Every minute of 1-minute data is a point of its own, with the mart's value (idle minutes are zero).
+    for moment, value, *_rest in one_minute:
+        assert points[moment] == round(value)
+    first_1min = min(row[0] for row in one_minute)
+    # Minutes without a row in the mart are idle: zero.
+    assert all(value == 0 for moment, value in points.items() if moment >= first_1min and moment not in by_minute)
+    assert sum(1 for moment in times if moment >= first_1min) == (epoch(AS_OF) - first_1min) // 60_000
+    # 5-minute data is one point per 5-minute bucket (its minutes hold the same spread value), not five.
+    coarse = [moment for moment in times if moment < first_1min]
+    assert coarse and all(later - earlier == 300_000 for earlier, later in itertools.pairwise(coarse))
+    for moment in coarse:
+        # The per-minute rate of the bucket, exactly (not rounded to whole tokens per minute).
+        assert points[moment] == pytest.approx(by_minute.get(moment, (0, 0))[1])
+    # The 30d chart starts where the data does instead of drawing 9 empty days as zero usage.
+    assert times[0] == epoch(AS_OF - timedelta(days=21))
+    # The 7d chart is the same 1-minute points, not buckets, and the page says what a point is.
+    seven_times, _ = page.points(figures["chart-tpm-7d"]["data"][0])
+    assert len(seven_times) == 7 * 1440
+    assert figures["chart-tpm-7d"]["layout"]["title"]["subtitle"]["text"] == "1-min points"
+    assert "5-min where only 5-min data remain" in figures["chart-tpm-30d"]["layout"]["title"]["subtitle"]["text"]
+    # Throttles per minute add up to the window's throttles (5-minute counts are spread over their minutes).
+    times, throttles = page.points(figures["chart-throttles"]["data"][0])
+    steps = [(later - earlier) // 60_000 for earlier, later in itertools.pairwise(times)] + [1]
+    total = report["throttles"]["windows"][-1]["throttles"]
+    assert sum(value * step for value, step in zip(throttles, steps, strict=True)) == pytest.approx(total)
 
-    timeline = report["charts"]["throttle_timeline"]
-    first = AS_OF - timedelta(days=30)
-    sums: dict[int, float] = {}
-    for ts, _tpm, _rpm, throttles in minutes:
-        bucket = int((ts - first).total_seconds() // (timeline["bucket_minutes"] * 60))
-        sums[bucket] = sums.get(bucket, 0) + throttles
-    offset = int((np.datetime64(timeline["x0"][:-1]) - np.datetime64(first)) / np.timedelta64(1, "m"))
-    offset //= timeline["bucket_minutes"]
-    assert timeline["values"] == [round(sums.get(offset + index, 0)) for index in range(len(timeline["values"]))]
-    assert max(timeline["values"]) > 0
+
+def epoch(moment) -> int:
+    return int(moment.replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def test_tag_and_throttle_tables_match_the_json_and_shares_add_up(rendered):
@@ -534,9 +558,6 @@ def test_coverage_reports_resolution_and_the_limitations(rendered):
         assert shown(cells["covered_minutes"]) == row["covered_minutes"]
     text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
     assert "max_tokens" in text and "EstimatedTPMQuotaUsage" in text and "5-minute" in text
-    # The 30d chart starts where the data does instead of drawing 9 empty days as zero usage.
-    chart = report["charts"]["windows"][-1]
-    assert chart["x0"] == "2025-05-20T12:00:00Z"
 
 
 def test_index_lists_every_endpoint_by_utilisation_with_links(rendered):
@@ -577,25 +598,109 @@ def test_output_is_byte_identical_for_the_same_warehouse_and_as_of(rendered, war
         assert second.json_path.read_bytes() == first.json_path.read_bytes()
 
 
-def test_the_largest_endpoint_stays_under_5_mb(big_warehouse, tmp_path):
+def test_the_largest_endpoint_stays_under_1_mb_and_says_where_it_buckets(big_warehouse, tmp_path):
     with duckdb.connect(str(big_warehouse), read_only=True) as connection:
         files = render_reports(connection, tmp_path, AS_OF)
     page_file = files[0]
-    print(f"largest fixture page: {page_file.html_bytes:,} bytes")
-    assert page_file.html_bytes <= MAX_HTML_BYTES
-    _page, report = load(page_file)
+    print(f"largest fixture page: {page_file.html_bytes:,} bytes (plotly.js apart)")
+    assert page_file.html_bytes <= PAGE_BYTES_TARGET
+    page, report = load(page_file)
     lines = [line["label"] for line in report["charts"]["lines"]]
     assert len(lines) == MAX_CHART_SERIES + 1
     assert lines[-1] == "other (8 profiles)"
-    # Fifteen series do not fit at 1-minute points for a whole day, so the 1d chart is bucketed more coarsely.
-    assert report["charts"]["level"] >= 1
-    one_day = report["charts"]["windows"][1]
-    assert one_day["bucket_minutes"] > 1 and one_day["points"] == 1440 // one_day["bucket_minutes"]
-    # The "other" line is the peak of the per-minute sum of the profiles it stands for, never more than the total.
-    total, other = one_day["tpm"][0]["values"], one_day["tpm"][-1]["values"]
+    figures = page.figures()
+    # The endpoint aggregate keeps every minute of all 30 days.
+    times, _ = page.points(figures["chart-tpm-30d"]["data"][0])
+    assert len(times) == 30 * 1440
+    # Nine lines of 30 days of minutes do not fit 1 MB, so the profile lines of the long windows are bucketed,
+    # and the chart says so; the 1h and 1d charts keep every minute of every line.
+    bucket = report["charts"]["profile_bucket_minutes"]
+    assert bucket is not None and bucket > 1
+    subtitle = figures["chart-tpm-30d"]["layout"]["title"]["subtitle"]["text"]
+    assert f"profile lines: peak minute of each {bucket}-min bucket" in subtitle
+    profile_times, _ = page.points(figures["chart-tpm-30d"]["data"][1])
+    assert len(profile_times) == 30 * 1440 // bucket
+    day = [trace for trace in figures["chart-tpm-1d"]["data"] if "buw_block" in trace]
+    assert {len(page.points(trace)[0]) for trace in day} == {1440}
+    assert "profile lines" not in figures["chart-tpm-1d"]["layout"]["title"]["subtitle"]["text"]
+    # The "other" line is the per-minute sum of the profiles it stands for, never more than the total.
+    _, total = page.points(day[0])
+    _, other = page.points(day[-1])
     assert all(part <= whole for part, whole in zip(other, total, strict=True))
     assert max(other) > 0
     assert report["header"]["endpoint"] == BIG
+
+
+def test_the_inline_option_gives_self_contained_pages(warehouse, tmp_path):
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        files = render_reports(connection, tmp_path, AS_OF, select=[("us-east-1", BASE)], plotlyjs="inline")
+        with pytest.raises(ReportError, match="BUW_REPORT_PLOTLYJS"):
+            render_reports(connection, tmp_path, AS_OF, plotlyjs="cdn")
+    assert not (tmp_path / "assets").exists()
+    for file in files:
+        text = file.html_path.read_text(encoding="utf-8")
+        assert "<script src=" not in text and "assets/plotly" not in text
+        assert file.html_bytes > 4_000_000  # plotly.js itself is inside
+
+
+def test_shared_pages_load_plotly_by_relative_path_and_unused_copies_go(warehouse, tmp_path):
+    old = tmp_path / "assets" / "plotly-0.0.1.min.js"
+    old.parent.mkdir(parents=True)
+    old.write_text("// an older plotly.js no page loads")
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        files = render_reports(connection, tmp_path, AS_OF)
+    for file in files:
+        page = Page(file.html_path.read_text(encoding="utf-8"))
+        source = next(attrs["src"] for attrs, _text in page.scripts if "src" in attrs)
+        assert not source.startswith(("/", "http", "file:"))
+        assert (file.html_path.parent / source).resolve() == (tmp_path / "assets" / plotly_asset_name()).resolve()
+    assert not old.exists()
+    # Once every page is inline, the shared copy is an orphan too.
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        render_reports(connection, tmp_path, AS_OF, plotlyjs="inline")
+    assert not (tmp_path / "assets" / plotly_asset_name()).exists()
+
+
+def test_the_reports_asset_takes_the_plotlyjs_setting(warehouse, tmp_path, monkeypatch):
+    import dagster as dg
+
+    from pipelines.assets.report import reports
+    from pipelines.resources import WarehouseResource
+
+    def materialize(out_dir: Path, **fields: str) -> None:
+        resource = WarehouseResource(warehouse_dir=str(warehouse.parent), reports_dir=str(out_dir), **fields)
+        with dg.instance_for_test() as instance:
+            assert dg.materialize([reports], resources={"warehouse": resource}, instance=instance).success
+
+    monkeypatch.setenv("BUW_REPORT_PLOTLYJS", "inline")
+    materialize(tmp_path / "inline")
+    assert not (tmp_path / "inline" / "assets").exists()
+    assert "<script src=" not in (tmp_path / "inline" / "index.html").read_text(encoding="utf-8")
+    # The resource field wins over the environment.
+    materialize(tmp_path / "shared", report_plotlyjs="shared")
+    assert (tmp_path / "shared" / "assets" / plotly_asset_name()).is_file()
+    assert '<script src="assets/' in (tmp_path / "shared" / "index.html").read_text(encoding="utf-8")
+
+
+def test_temporary_files_of_a_killed_render_are_swept(warehouse, tmp_path):
+    folder = tmp_path / "us-east-1"
+    folder.mkdir()
+    stale = [
+        folder / ".amazon.nova-lite-v1_0-20250610T1200Z.html.0123456789ab.tmp",
+        tmp_path / ".index.json.ba9876543210.tmp",
+    ]
+    fresh = folder / ".amazon.nova-lite-v1_0-20250610T1200Z.json.aaaaaaaaaaaa.tmp"
+    unrelated = folder / ".notes.tmp"
+    for path in [*stale, fresh, unrelated]:
+        path.write_text("half a page")
+    an_hour_ago = os.path.getmtime(fresh) - 3600
+    for path in [*stale, unrelated]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        render_reports(connection, tmp_path, AS_OF, select=[("us-east-1", BASE)])
+    # Old temporary files are gone; a young one may be a concurrent writer's and stays, as do files not ours.
+    assert not any(path.exists() for path in stale)
+    assert fresh.exists() and unrelated.exists()
 
 
 def test_a_missing_mart_is_a_clear_error(tmp_path):
@@ -656,7 +761,9 @@ def test_extra_columns_of_the_models_and_a_quota_map_are_used(tmp_path):
         "all profiles (computed quota TPM)",
         "all profiles (TPM)",
     ]
-    estimated, computed = one_day["quota_tpm"][0]["values"], one_day["quota_tpm"][1]["values"]
+    blocks = report["charts"]["blocks"]
+    estimated = decode_block(blocks[one_day["quota_tpm"][0]["block"]])[1]
+    computed = decode_block(blocks[one_day["quota_tpm"][1]["block"]])[1]
     assert max(estimated) < max(computed)
     figure = page.figures()["chart-quota-tpm-1d"]
     assert [trace["name"] for trace in figure["data"]][-1] == f"TPM quota ({TPM_QUOTA:,})"
@@ -673,10 +780,38 @@ def test_a_requested_granularity_coarsens_the_charts(warehouse, tmp_path):
         )
         with pytest.raises(ReportError, match="not valid"):
             build_report_data(connection, "eu-west-1", "eu.amazon.nova-pro-v1:0", AS_OF, chart_granularity={"2d": 5})
-    _page, report = load(files[0])
+    page, report = load(files[0])
     buckets = {chart["window"]: chart["bucket_minutes"] for chart in report["charts"]["windows"]}
-    assert buckets == {"1h": 5, "1d": 1, "7d": 60, "14d": 60, "30d": 240}
-    assert report["charts"]["windows"][0]["points"] == 12
+    assert buckets == {"1h": 5, "1d": None, "7d": 60, "14d": None, "30d": 240}
+    figures = page.figures()
+    assert len(page.points(figures["chart-tpm-1h"]["data"][0])[0]) == 12
+    assert len(page.points(figures["chart-tpm-1d"]["data"][0])[0]) == 1440
+    assert "peak minute of each 1-hour bucket" in figures["chart-tpm-7d"]["layout"]["title"]["subtitle"]["text"]
+
+
+def test_the_index_overview_shows_quota_utilisation_flagged_endpoints_first(rendered, warehouse):
+    _out, files = rendered
+    page, index = load(files[-1])
+    overview = index["overview"]
+    assert overview["rows"] == [f"{row['region']} · {row['endpoint']}" for row in index["endpoints"]]
+    assert overview["rows"][0] == f"us-east-1 · {GEO}" and index["endpoints"][0]["alert"]
+    panels = {panel["quota_type"]: panel for panel in overview["panels"]}
+    assert set(panels) == {"tpm", "rpm", "tpd"}
+    tpm = panels["tpm"]
+    assert len(tpm["x"]) == 7 * 24 and tpm["x"][0] == "2025-06-03T12:30:00Z"
+    # A cell is the hour's busiest minute of quota TPM as % of the TPM quota.
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        (peak,) = connection.execute(
+            "select max(quota_tpm) from endpoint_minute where endpoint = ? and ts >= ? and ts < ?",
+            [GEO, AS_OF - timedelta(hours=1), AS_OF],
+        ).fetchone()
+    assert tpm["z"][0][-1] == round(100 * peak / TPM_QUOTA, 1)
+    # Endpoints without quotas have empty rows rather than zero utilisation.
+    assert all(value is None for row in tpm["z"][1:] for value in row)
+    assert len(panels["tpd"]["x"]) == 7
+    figures = page.figures()
+    assert set(figures) == {"overview-tpm", "overview-rpm", "overview-tpd"}
+    assert figures["overview-tpm"]["data"][0]["type"] == "heatmap"
 
 
 def test_rendering_one_endpoint_keeps_every_endpoint_in_the_index(warehouse, tmp_path):
@@ -697,7 +832,7 @@ def test_rendering_one_endpoint_keeps_every_endpoint_in_the_index(warehouse, tmp
 
 
 def test_only_the_newest_pages_of_an_endpoint_are_kept(tmp_path):
-    from pipelines.report import KEEP_PAGES, _prune_older_pages
+    from pipelines.report.render import KEEP_PAGES, _prune_older_pages
 
     stems = [f"us.anthropic.claude-sonnet-4-5-v1_0-202611{day:02d}T1200Z" for day in range(10, 16)]
     neighbour = "us.anthropic.claude-sonnet-4-5-v1_0-extra-20261110T1200Z"  # another endpoint's page
