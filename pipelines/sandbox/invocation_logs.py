@@ -191,7 +191,8 @@ class InvocationLogs:
             for key in dicts.metadata
         }
         stamps = columns["ts"] if parts else np.zeros(0, np.int64)
-        order = np.argsort(stamps, kind="stable")
+        # Time order, ties by requestId: the order FilterLogEvents, S3 objects and Logs Insights all show.
+        order = np.lexsort((columns["rid"], stamps)) if parts else np.zeros(0, np.int64)
         started = self.started_ms if self.config is not None else 0
         order = order[stamps[order] >= started]
         table = _to_table({k: (v[order] if v is not None else None) for k, v in columns.items()}, meta, order, dicts)
