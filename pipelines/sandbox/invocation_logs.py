@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.sandbox.scenario import Caller, Principal, Scenario, TrafficSpec
 from pipelines.sandbox.traffic import MINUTES_PER_DAY, Traffic
@@ -71,6 +72,7 @@ class InvocationLogs:
         self._cache: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
         self._lock = threading.Lock()
         self._dictionaries: dict[str, _Dictionaries] = {}
+        self._renderers: dict[str, Renderer] = {}
 
     # ---- configuration -----------------------------------------------------------------------------------
 
@@ -192,12 +194,24 @@ class InvocationLogs:
         }
         stamps = columns["ts"] if parts else np.zeros(0, np.int64)
         # Time order, ties by requestId: the order FilterLogEvents, S3 objects and Logs Insights all show.
-        order = np.lexsort((columns["rid"], stamps)) if parts else np.zeros(0, np.int64)
+        if parts:
+            # The first 8 bytes of a requestId order like its text (hex keeps byte order).
+            rid_key = columns["rid"][:, :8].copy().view(">u8").ravel().astype(np.uint64)
+            order = np.lexsort((rid_key, stamps))
+        else:
+            order = np.zeros(0, np.int64)
         started = self.started_ms if self.config is not None else 0
         order = order[stamps[order] >= started]
         table = _to_table({k: (v[order] if v is not None else None) for k, v in columns.items()}, meta, order, dicts)
-        sizes = message_lengths(table, self.scenario.account_id, region)
+        sizes = self.renderer(region).lengths(table)
         return table.append_column("__bytes", pa.array(sizes, type=pa.int64()))
+
+    def renderer(self, region: str) -> Renderer:
+        """Renders the region's records as Bedrock's JSON lines."""
+        found = self._renderers.get(region)
+        if found is None:
+            found = self._renderers[region] = Renderer(self.scenario.account_id, region)
+        return found
 
     def _series_records(
         self, region: str, spec: TrafficSpec, series_index: int, day: int, sd, dicts: _Dictionaries
@@ -286,7 +300,7 @@ class InvocationLogs:
             return []
         dicts = self.dictionaries(region)
         principal_of = dict(zip(dicts.arns, dicts.principal_of_arn, strict=True))
-        con = duckdb.connect()
+        con = duckdb_cursor()
         try:
             con.register("records", table)
             rows = con.execute(
@@ -351,8 +365,7 @@ class InvocationLogs:
     def s3_object_body(self, region: str, start_ms: int, end_ms: int) -> bytes:
         """The gzipped newline-delimited JSON records of one chunk."""
         table = self.records(region, start_ms, end_ms)
-        lines = messages(table, self.scenario.account_id, region)
-        text = "".join(line + "\n" for line in lines).encode("utf-8")
+        text = self.renderer(region).text(table)
         # mtime 0: the same object is byte-identical on every read, as a stored object would be.
         return gzip.compress(text, compresslevel=6, mtime=0)
 
@@ -384,7 +397,7 @@ def _split(totals: np.ndarray, counts: np.ndarray, first: np.ndarray, weights: n
 
 
 def _request_ids(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` random version-4 UUID strings, rendered in numpy."""
+    """``n`` random version-4 UUIDs as text, one row of 36 ASCII bytes each, rendered in numpy."""
     raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
@@ -394,7 +407,14 @@ def _request_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     out = np.full((n, 36), ord("-"), dtype=np.uint8)
     for lo, hi, at in ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24)):
         out[:, at : at + hi - lo] = hexed[:, lo:hi]
-    return out.view("S36").ravel()
+    return out
+
+
+def _fixed_strings(rows: np.ndarray) -> pa.Array:
+    """A string array from an (n, width) array of ASCII bytes, without a Python object per row."""
+    n, width = rows.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(rows).tobytes()))
 
 
 def _dictionary(indices: np.ndarray, values: tuple[str, ...]) -> pa.Array:
@@ -413,7 +433,7 @@ def _to_table(columns: dict, meta: dict[str, np.ndarray], order: np.ndarray, dic
 
     data = {
         "@timestamp": pa.array(columns["ts"], type=pa.int64()),
-        "requestId": pa.array(columns["rid"].astype(str), type=pa.string()),
+        "requestId": _fixed_strings(columns["rid"]),
         "operation": _dictionary(columns["op"], OPERATIONS),
         "modelId": _dictionary(columns["model"], dicts.model_ids),
         "identity.arn": _dictionary(columns["arn"], dicts.arns),
@@ -521,32 +541,193 @@ def _json_key(key: str) -> str:
     return f'"{escaped}":'
 
 
-def messages(table: pa.Table, account_id: str, region: str) -> list[str]:
-    """The JSON lines of a record table, in its row order."""
-    if table.num_rows == 0:
-        return []
-    con = duckdb.connect()
-    try:
-        con.register("records", table)
-        expr = message_sql(table.column_names, account_id, region)
-        return [row[0] for row in con.execute(f"select {expr} from records").fetchall()]
-    finally:
-        con.close()
+class Renderer:
+    """Bedrock's JSON line of each record, built in Python from pre-rendered pieces (the S3 objects and
+    FilterLogEvents), and its length in numpy (bytes scanned). :func:`message_sql` renders the same text in
+    DuckDB for Logs Insights. Every string in a record is ASCII without quotes or backslashes (the scenario
+    validates names and metadata), so a JSON string is the text in quotes."""
 
-
-def message_lengths(table: pa.Table, account_id: str, region: str) -> np.ndarray:
-    """The UTF-8 length of each record's JSON line (what Logs Insights counts as bytes scanned)."""
-    if table.num_rows == 0:
-        return np.zeros(0, np.int64)
-    con = duckdb.connect()
-    try:
-        con.register("records", table)
-        expr = message_sql(table.column_names, account_id, region)
-        return con.execute(f"select octet_length(({expr})::blob) from records").fetchnumpy()[
-            next(iter(con.description))[0]
+    def __init__(self, account_id: str, region: str) -> None:
+        self.head = '{"schemaType":"ModelInvocationLog","schemaVersion":"1.0","timestamp":"'
+        self.after_time = f'Z","accountId":"{account_id}","identity":{{"arn":"'
+        self.after_arn = f'"}},"region":"{region}","requestId":"'
+        self.ok = f',"input":{{"inputContentType":"application/json","inputBodyJson":{_INPUT_BODY},"inputTokenCount":'
+        self.output = (
+            f'}},"output":{{"outputContentType":"application/json","outputBodyJson":{_OUTPUT_BODY},"outputTokenCount":'
+        )
+        self.failed = [
+            f',"errorCode":"{code}","input":{{"inputContentType":"application/json","inputBodyJson":{_INPUT_BODY}}}'
+            for code in ERROR_CODES
         ]
-    finally:
-        con.close()
+
+    def _pieces(self, table: pa.Table) -> dict:
+        def indices(name: str) -> np.ndarray:
+            return _codes(table.column(name).combine_chunks())
+
+        def values(name: str) -> list[str]:
+            column = table.column(name).combine_chunks()
+            return column.dictionary.to_pylist() if len(column) else []
+
+        def counts(name: str) -> np.ndarray:
+            return table.column(name).to_numpy(zero_copy_only=False)
+
+        meta_keys = [c for c in table.column_names if c.startswith("requestMetadata.")]
+        return {
+            "operation": (indices("operation"), values("operation")),
+            "model": (indices("modelId"), values("modelId")),
+            "arn": (indices("identity.arn"), values("identity.arn")),
+            "error": table.column("errorCode").combine_chunks(),
+            "tokens": [counts(c) for c in _TOKEN_COLUMNS],
+            "meta": [(k[len("requestMetadata.") :], table.column(k).combine_chunks()) for k in meta_keys],
+        }
+
+    def render(self, table: pa.Table, newline: bool = False) -> pa.Array:
+        """The JSON line of every record as one Arrow string array, concatenated by Arrow's compute kernels
+        (no Python object per record); with ``newline`` each line ends in ``\\n``."""
+        n = table.num_rows
+        if n == 0:
+            return pa.array([], type=pa.string())
+
+        def text(name: str) -> pa.Array:
+            return table.column(name).combine_chunks().cast(pa.string())
+
+        # Seconds repeat: render each distinct second once and pick them by index.
+        seconds = table.column("@timestamp").to_numpy() // 1000
+        first = int(seconds.min())
+        span = np.arange(first, int(seconds.max()) + 1).astype("datetime64[s]")
+        stamps = pa.array(np.datetime_as_string(span, unit="s").astype(object), type=pa.string())
+        stamps = stamps.take(pa.array(seconds - first))
+        error = table.column("errorCode").combine_chunks()
+        tokens = [table.column(c).combine_chunks().cast(pa.string()) for c in _TOKEN_COLUMNS]
+        ok = pc.binary_join_element_wise(
+            self.ok,
+            tokens[0],
+            ',"cacheReadInputTokenCount":',
+            tokens[1],
+            ',"cacheWriteInputTokenCount":',
+            tokens[2],
+            self.output,
+            tokens[3],
+            "}",
+            "",
+        )
+        failed = pa.array(self.failed, type=pa.string()).take(pa.array(_codes(error)))
+        body = pc.if_else(error.is_null(), ok, failed)
+        pieces = [
+            self.head,
+            stamps,
+            self.after_time,
+            text("identity.arn"),
+            self.after_arn,
+            table.column("requestId").combine_chunks(),
+            '","operation":"',
+            text("operation"),
+            '","modelId":"',
+            text("modelId"),
+            '"',
+            body,
+        ]
+        members = []
+        for name in (c for c in table.column_names if c.startswith("requestMetadata.")):
+            key = name[len("requestMetadata.") :]
+            members.append(pc.binary_join_element_wise(f'"{key}":"', text(name), '"', ""))
+        if members:
+            # Comma-join the members a record has (a null member is one it does not have).
+            joined = members[0]
+            for member in members[1:]:
+                joined = pc.coalesce(pc.binary_join_element_wise(joined, member, ","), joined, member)
+            wrapped = pc.binary_join_element_wise(',"requestMetadata":{', joined, "}", "")
+            pieces.append(pc.fill_null(wrapped, ""))
+        pieces.append("}\n" if newline else "}")
+        return pc.binary_join_element_wise(*pieces, "")
+
+    def lines(self, table: pa.Table) -> list[str]:
+        """The JSON lines of a record table, in its row order."""
+        return self.render(table).to_pylist()
+
+    def text(self, table: pa.Table) -> bytes:
+        """The records as newline-delimited JSON (what an S3 object holds before gzip)."""
+        if table.num_rows == 0:
+            return b""
+        rendered = self.render(table, newline=True)
+        offsets = np.frombuffer(
+            rendered.buffers()[1], dtype=np.int32, count=len(rendered) + 1, offset=rendered.offset * 4
+        )
+        return rendered.buffers()[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+
+    def lengths(self, table: pa.Table) -> np.ndarray:
+        """The UTF-8 length of each record's JSON line, computed without rendering it."""
+        n = table.num_rows
+        if n == 0:
+            return np.zeros(0, np.int64)
+        p = self._pieces(table)
+
+        def lookup(pair: tuple[np.ndarray, list[str]]) -> np.ndarray:
+            index, values = pair
+            sizes = np.array([len(v.encode()) for v in values] or [0], dtype=np.int64)
+            return sizes[index]
+
+        fixed = len(self.head) + 19 + len(self.after_time) + len(self.after_arn) + 36
+        fixed += len('","operation":"') + len('","modelId":"') + 1 + 1  # closing quote of modelId, final brace
+        total = np.full(n, fixed, np.int64) + lookup(p["arn"]) + lookup(p["operation"]) + lookup(p["model"])
+        errors = p["error"]
+        error_null = errors.is_null().to_numpy(zero_copy_only=False)
+        ok_fixed = len(self.ok) + len(',"cacheReadInputTokenCount":') + len(',"cacheWriteInputTokenCount":')
+        ok_fixed += len(self.output) + 1
+        ok_size = np.full(n, ok_fixed, np.int64)
+        for values in p["tokens"]:
+            ok_size += _digits(np.nan_to_num(values, nan=0).astype(np.int64))
+        failed_sizes = np.array([len(f) for f in self.failed], dtype=np.int64)
+        error_index = _codes(errors)
+        total += np.where(error_null, ok_size, failed_sizes[np.clip(error_index, 0, len(failed_sizes) - 1)])
+        meta_size = np.zeros(n, np.int64)
+        meta_count = np.zeros(n, np.int64)
+        for key, column in p["meta"]:
+            present = ~column.is_null().to_numpy(zero_copy_only=False)
+            sizes = np.array([len(v.encode()) for v in column.dictionary.to_pylist()] or [0], dtype=np.int64)
+            index = _codes(column)
+            member = len(key.encode()) + 5 + sizes[np.clip(index, 0, len(sizes) - 1)]  # "key":"value"
+            meta_size += np.where(present, member, 0)
+            meta_count += present
+        wrapper = len(',"requestMetadata":{') + 1
+        total += np.where(meta_count > 0, meta_size + (meta_count - 1) + wrapper, 0)
+        return total
+
+
+_TOKEN_COLUMNS = (
+    "input.inputTokenCount",
+    "input.cacheReadInputTokenCount",
+    "input.cacheWriteInputTokenCount",
+    "output.outputTokenCount",
+)
+
+
+def _codes(column: pa.Array) -> np.ndarray:
+    """The dictionary indices of a dictionary array as int64, nulls as 0 (callers mask them)."""
+    if not len(column):
+        return np.zeros(0, np.int64)
+    return column.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _digits(values: np.ndarray) -> np.ndarray:
+    """Decimal digits of non-negative integers."""
+    out = np.ones(len(values), np.int64)
+    bound = 10
+    for _ in range(18):
+        out += values >= bound
+        bound *= 10
+    return out
+
+
+_DATABASE = duckdb.connect()
+_DATABASE_LOCK = threading.Lock()
+
+
+def duckdb_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of one shared in-memory DuckDB: opening a connection per query costs tens of milliseconds. Each
+    cursor has its own registered tables; use one per thread and close it."""
+    with _DATABASE_LOCK:
+        return _DATABASE.cursor()
 
 
 _REGISTRY: weakref.WeakKeyDictionary[Traffic, InvocationLogs] = weakref.WeakKeyDictionary()

@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.sandbox.invocation_logs import LOG_STREAM, message_sql
+from pipelines.sandbox.invocation_logs import LOG_STREAM, duckdb_cursor, message_sql
 
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 100_000
@@ -758,7 +758,7 @@ def run_query(
     """Parse, compile and run a query over a record table (already cut to the query's time range)."""
     commands = parse_query(text)
     compiled = compile_query(commands, table, account_id=account_id, region=region, log_group=log_group, limit=limit)
-    con = duckdb.connect()
+    con = duckdb_cursor()
     try:
         con.register("records", table)
         try:

@@ -40,10 +40,11 @@ _PROFILE_ID_RE = re.compile(r"^[a-z0-9]{12}$")
 _MODEL_ID_RE = re.compile(r"^[a-z0-9-]+\.[A-Za-z0-9._:-]+$")
 # The inferenceProfileName pattern from the Bedrock API model.
 _PROFILE_NAME_RE = re.compile(r"^([0-9a-zA-Z:.][ _-]?)+$")
-# IAM role/user names and STS session names as IAM documents them; Bedrock's requestMetadata characters.
-_PRINCIPAL_NAME_RE = re.compile(r"^[\w+=,.@-]+$")
-_SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
-_METADATA_RE = re.compile(r"^[a-zA-Z0-9\s:_@$#=/+,.-]+$")
+# IAM role/user names and STS session names as IAM documents them; Bedrock's requestMetadata characters
+# (spaces but no other whitespace). All ASCII without quotes, so a record's JSON strings need no escaping.
+_PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]+$")
+_SESSION_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+_METADATA_RE = re.compile(r"^[a-zA-Z0-9 :_@$#=/+,.-]+$")
 _LOG_GROUP_RE = re.compile(r"^[.\-_/#A-Za-z0-9]+$")
 _BUCKET_RE = re.compile(r"^[a-z0-9{][a-z0-9.{}-]+[a-z0-9}]$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")

@@ -484,7 +484,7 @@ def test_objects_are_laid_out_and_gzipped_as_bedrock_delivers_them(s3, logs):
     listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     keys = [item["Key"] for item in listing["Contents"]]
     assert len(keys) == 12 and keys == sorted(keys)
-    records = []
+    records, lines_read = [], []
     for item in listing["Contents"]:
         assert KEY_RE.match(item["Key"]), item["Key"]
         got = s3.get_object(Bucket=BUCKET, Key=item["Key"])
@@ -492,13 +492,23 @@ def test_objects_are_laid_out_and_gzipped_as_bedrock_delivers_them(s3, logs):
         assert body[:2] == b"\x1f\x8b" and len(body) == item["Size"] == got["ContentLength"]
         assert got["ETag"] == item["ETag"]
         lines = gzip.decompress(body).decode().splitlines()
+        lines_read += lines
         chunk = [json.loads(line) for line in lines]
         # A few minutes of records each, all from the object's hour.
         assert len({minute_of(r) for r in chunk}) == 5
         assert {r["timestamp"][11:13] for r in chunk} == {"14"}
         records += chunk
+    # The same records, in the same order and the same text, as the CloudWatch Logs events and @message.
     events = filter_events(logs, datetime(2026, 11, 19, 14, tzinfo=UTC), datetime(2026, 11, 19, 15, tzinfo=UTC))
+    assert lines_read == [e["message"] for e in events]
     assert [r["requestId"] for r in records] == [json.loads(e["message"])["requestId"] for e in events]
+    sample = run_insights(
+        logs,
+        "fields @message | sort @timestamp asc | limit 200",
+        datetime(2026, 11, 19, 14, tzinfo=UTC),
+        datetime(2026, 11, 19, 15, tzinfo=UTC),
+    )
+    assert [row["@message"] for row in sample["rows"]] == lines_read[:200]
 
 
 def test_listing_pages_with_continuation_tokens_and_stops_at_the_clock(s3):

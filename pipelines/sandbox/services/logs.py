@@ -24,8 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
-from pipelines.sandbox.invocation_logs import LOG_STREAM, InvocationLogs, invocation_logs, message_sql
+from pipelines.sandbox.invocation_logs import (
+    LOG_STREAM,
+    InvocationLogs,
+    duckdb_cursor,
+    invocation_logs,
+    message_sql,
+)
 from pipelines.sandbox.logs_insights import MAX_LIMIT, QueryError, parse_query, run_query
 from pipelines.sandbox.protocols import ApiError
 from pipelines.sandbox.services import CallContext, Handler, decode_token, encode_token, fingerprint
@@ -364,20 +372,23 @@ def filter_log_events(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any
     if searched and hi > lo:
         table = logs.records(ctx.region, lo, hi)
         condition = filter_pattern_sql(params.get("filterPattern") or "", table.column_names, ctx, name)
-        expr = message_sql(table.column_names, ctx.account_id, ctx.region)
-        con = duckdb.connect()
+        con = duckdb_cursor()
         try:
-            con.register("records", table)
+            con.register("records", table.append_column("__row", pa.array(np.arange(table.num_rows))))
             rows = con.execute(
-                f'select "@timestamp", "requestId", {expr} from records where {condition} '
+                f'select "__row" from records where {condition} '
                 f'order by "@timestamp", "requestId" limit {limit + 1} offset {offset}'
-            ).fetchall()
+            ).fetchnumpy()["__row"]
         except duckdb.Error as exc:
             raise ApiError("InvalidParameterException", f"Invalid filter pattern: {str(exc).splitlines()[0]}") from None
         finally:
             con.close()
+        page = table.take(pa.array(rows[:limit]))
+        lines = logs.renderer(ctx.region).lines(page)
+        stamps = page.column("@timestamp").to_pylist()
+        request_ids = page.column("requestId").to_pylist()
         size = 0
-        for stamp, request_id, message in rows[:limit]:
+        for stamp, request_id, message in zip(stamps, request_ids, lines, strict=True):
             size += len(message.encode("utf-8")) + 26
             if events and size > FILTER_BYTES_MAX:
                 break

@@ -4,8 +4,8 @@ Objects are laid out as Bedrock writes them,
 ``<prefix>AWSLogs/<account>/BedrockModelInvocationLogs/<region>/YYYY/MM/DD/HH/<time>Z_<id>.json.gz``, one per
 5-minute chunk of records (newline-delimited JSON, gzipped), delivered once the chunk has closed by the sandbox
 clock. Nothing is stored: a listing computes the keys of the days its prefix reaches, an object is rendered when
-read (sizes and ETags of rendered objects are remembered). Objects and bytes read count in the sandbox stats
-(``s3_objects_read``, ``s3_bytes_read``, ``s3_records_read``).
+listed or read (sizes and ETags of rendered objects are remembered, and recent bodies up to 128 MB). Objects and
+bytes read count in the sandbox stats (``s3_objects_read``, ``s3_bytes_read``, ``s3_records_read``).
 """
 
 from __future__ import annotations
@@ -27,17 +27,20 @@ from pipelines.sandbox.traffic import Traffic
 LIST_PAGE_MAX = 1000
 # Bedrock delivers a chunk's object shortly after the chunk closes.
 DELIVERY_DELAY = timedelta(minutes=1)
-_OBJECT_CACHE = 64
+# Rendered bodies kept for reads after a listing (which renders each object for its size): about a day of a
+# million records.
+_OBJECT_CACHE_BYTES = 128 * 1024 * 1024
 _KEY_RE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{8}T\d{6})(\d{3})Z_([0-9a-f]{16})\.json\.gz$")
 
 
 class _Objects:
-    """Rendered objects of one sandbox: (size, etag) of every object rendered, bodies of the latest few."""
+    """Rendered objects of one sandbox: (size, etag) of every object rendered, and the latest bodies."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.meta: dict[str, tuple[int, str]] = {}
         self.bodies: OrderedDict[str, bytes] = OrderedDict()
+        self.cached_bytes = 0
 
 
 _OBJECTS: weakref.WeakKeyDictionary[Traffic, _Objects] = weakref.WeakKeyDictionary()
@@ -72,8 +75,9 @@ def _body(ctx: CallContext, logs: InvocationLogs, region: str, key: str, start: 
     with store.lock:
         store.meta[key] = (len(body), hashlib.md5(body, usedforsecurity=False).hexdigest())
         store.bodies[key] = body
-        while len(store.bodies) > _OBJECT_CACHE:
-            store.bodies.popitem(last=False)
+        store.cached_bytes += len(body)
+        while store.cached_bytes > _OBJECT_CACHE_BYTES and len(store.bodies) > 1:
+            store.cached_bytes -= len(store.bodies.popitem(last=False)[1])
     return body
 
 
