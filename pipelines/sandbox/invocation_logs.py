@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -352,6 +353,21 @@ class InvocationLogs:
             out.append((self._object_key(region, start), start, end))
         return out
 
+    def s3_object(self, region: str, key: str, now: datetime) -> tuple[int, int] | None:
+        """``(chunk start ms, chunk end ms)`` of a delivered object's key, or None when there is no such object."""
+        match = _KEY_TIME_RE.search(key)
+        if match is None or not key.startswith(self.s3_prefix(region)):
+            return None
+        delivered = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        start = int(delivered.timestamp() * 1000) + int(match.group(2)) - S3_CHUNK_MS
+        end = start + S3_CHUNK_MS
+        lo, hi = self.visible_range(now, start, end)
+        if start % S3_CHUNK_MS or (lo, hi) != (start, end) or self._object_key(region, start) != key:
+            return None
+        stamps = self.day(region, start // DAY_MS).column("@timestamp").to_numpy()
+        first, last = np.searchsorted(stamps, [start, end])
+        return (start, end) if last > first else None
+
     def _object_key(self, region: str, start_ms: int) -> str:
         moment = datetime.fromtimestamp(start_ms / 1000, UTC)
         # Bedrock names an object after its delivery time plus a random suffix; here a hash keeps it stable.
@@ -370,6 +386,7 @@ class InvocationLogs:
         return gzip.compress(text, compresslevel=6, mtime=0)
 
 
+_KEY_TIME_RE = re.compile(r"/(\d{8}T\d{6})(\d{3})Z_[0-9a-f]{16}\.json\.gz$")
 _ARRAY_COLUMNS = ("ts", "rid", "op", "model", "arn", "error", "in", "out", "cr", "cw", "series")
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from pipelines.sandbox.invocation_logs import DAY_MS, S3_CHUNK_MS, InvocationLogs, invocation_logs
+from pipelines.sandbox.invocation_logs import DAY_MS, InvocationLogs, invocation_logs
 from pipelines.sandbox.protocols import ApiError
 from pipelines.sandbox.services import CallContext, Handler, decode_token, encode_token
 from pipelines.sandbox.traffic import Traffic
@@ -30,7 +30,6 @@ DELIVERY_DELAY = timedelta(minutes=1)
 # Rendered bodies kept for reads after a listing (which renders each object for its size): about a day of a
 # million records.
 _OBJECT_CACHE_BYTES = 128 * 1024 * 1024
-_KEY_RE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{8}T\d{6})(\d{3})Z_([0-9a-f]{16})\.json\.gz$")
 
 
 class _Objects:
@@ -198,14 +197,10 @@ def list_objects_v2(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
 def _locate(ctx: CallContext, params: dict[str, Any]) -> tuple[InvocationLogs, str, str, int, int]:
     logs, region = _bucket_region(ctx, params["Bucket"])
     key = params["Key"]
-    match = _KEY_RE.search(key)
-    if match is not None and key.startswith(logs.s3_prefix(region)):
-        delivered = datetime.strptime(match.group(5), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-        start = int(delivered.timestamp() * 1000) + int(match.group(6)) - S3_CHUNK_MS
-        for known, chunk_start, chunk_end in logs.s3_objects(region, start // DAY_MS, _delivered_by(ctx)):
-            if known == key and chunk_start == start:
-                return logs, region, key, chunk_start, chunk_end
-    raise ApiError("NoSuchKey", "The specified key does not exist.", 404)
+    found = logs.s3_object(region, key, _delivered_by(ctx))
+    if found is None:
+        raise ApiError("NoSuchKey", "The specified key does not exist.", 404)
+    return logs, region, key, found[0], found[1]
 
 
 def _object_headers(size: int, etag: str, end: int) -> dict[str, Any]:
