@@ -257,6 +257,43 @@ def test_record_sums_per_series_and_minute_equal_the_cloudwatch_sums(burst_recor
     assert any(metric == "InvocationThrottles" for _, metric, _ in from_metrics), "the burst throttles"
 
 
+@pytest.mark.parametrize(
+    ("pattern", "keep"),
+    [
+        ('{ $.errorCode = "ThrottlingException" }', lambda r: r.get("errorCode") == "ThrottlingException"),
+        (
+            '{ $.input.inputTokenCount > 20000 && $.operation = "Invoke*" }',
+            lambda r: r["input"].get("inputTokenCount", 0) > 20000 and r["operation"].startswith("Invoke"),
+        ),
+        ("{ $.requestMetadata.tenant EXISTS || $.errorCode = Validation* }", None),
+        ('"federated-user/eval-contractor"', lambda r: "federated-user/eval-contractor" in r["identity"]["arn"]),
+        (
+            "?ValidationException ?InternalServerException",
+            lambda r: r.get("errorCode") in ("ValidationException", "InternalServerException"),
+        ),
+        (
+            "ThrottlingException -code-review-runner",
+            lambda r: r.get("errorCode") == "ThrottlingException" and "code-review-runner" not in r["identity"]["arn"],
+        ),
+    ],
+)
+def test_filter_patterns_select_the_matching_events(logs, burst_records, pattern, keep):
+    if keep is None:
+
+        def keep(r):
+            return "tenant" in r.get("requestMetadata", {}) or r.get("errorCode") == "ValidationException"
+
+    start, end = datetime(2026, 11, 19, 14, 0, tzinfo=UTC), datetime(2026, 11, 19, 14, 10, tzinfo=UTC)
+    expected = [r["requestId"] for r in burst_records if ms(start) <= _stamp_ms(r) < ms(end) and keep(r)]
+    got = [json.loads(e["message"])["requestId"] for e in filter_events(logs, start, end, pattern)]
+    assert got == expected and expected
+
+
+def _stamp_ms(record: dict) -> int:
+    # Records carry whole seconds; the window edges are whole minutes, so seconds decide.
+    return ms(datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")))
+
+
 # ---- Logs Insights -------------------------------------------------------------------------------------------
 
 WINDOW_START = datetime(2026, 11, 19, 14, 0, tzinfo=UTC)
@@ -378,8 +415,9 @@ def test_fields_sort_limit_and_display(logs, window_records):
 
 
 def test_an_unknown_command_or_group_is_refused(logs):
-    with pytest.raises(logs.exceptions.MalformedQueryException):
-        logs.start_query(logGroupName=GROUP, queryString="fields x | dedup x", startTime=0, endTime=60)
+    for unsupported in ("fields x | dedup x", "stats pct(input.inputTokenCount, 90)", "filter x = 'unterminated"):
+        with pytest.raises(logs.exceptions.MalformedQueryException):
+            logs.start_query(logGroupName=GROUP, queryString=unsupported, startTime=0, endTime=60)
     with pytest.raises(logs.exceptions.ResourceNotFoundException):
         logs.start_query(logGroupName="/no/such/group", queryString="fields x", startTime=0, endTime=60)
     with pytest.raises(logs.exceptions.ResourceNotFoundException):

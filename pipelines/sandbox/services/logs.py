@@ -34,7 +34,7 @@ from pipelines.sandbox.invocation_logs import (
     invocation_logs,
     message_sql,
 )
-from pipelines.sandbox.logs_insights import MAX_LIMIT, QueryError, parse_query, run_query
+from pipelines.sandbox.logs_insights import MAX_LIMIT, QueryError, compile_query, parse_query, run_query
 from pipelines.sandbox.protocols import ApiError
 from pipelines.sandbox.services import CallContext, Handler, decode_token, encode_token, fingerprint
 from pipelines.sandbox.traffic import Traffic
@@ -203,12 +203,20 @@ def start_query(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     if limit is not None and not 1 <= int(limit) <= MAX_LIMIT:
         raise ApiError("InvalidParameterException", f"limit must be between 1 and {MAX_LIMIT}.")
     text = params["queryString"]
+    logs = _logs(ctx)
     try:
-        parse_query(text)
+        # Compiled once against the record columns now, so an unsupported query is refused at once, as AWS does.
+        compile_query(
+            parse_query(text),
+            logs.empty(ctx.region),
+            account_id=ctx.account_id,
+            region=ctx.region,
+            log_group=groups[0],
+            limit=None,
+        )
     except QueryError as exc:
         raise ApiError("MalformedQueryException", str(exc)) from None
     state = logs_state(ctx.traffic)
-    logs = _logs(ctx)
     with state.lock:
         if state.unfinished() >= MAX_CONCURRENT_QUERIES:
             raise ApiError(
@@ -327,6 +335,8 @@ def describe_queries(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]
         for query in reversed(state.queries.values()):
             status = state.status(query)
             if query.region != ctx.region or (wanted and status != wanted):
+                continue
+            if params.get("logGroupName") and query.log_group != params["logGroupName"]:
                 continue
             out.append(
                 {
@@ -486,17 +496,16 @@ def _json_pattern(body: str, columns: set[str]) -> str:
         if column not in columns:
             return "false"
         ident = '"' + column.replace('"', '""') + '"'
-        if raw.startswith('"'):
-            value = raw[1:-1].replace('\\"', '"')
+        numeric = re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", raw) is not None
+        if raw.startswith('"') or not numeric:
+            # Strings may be quoted or bare (``$.eventType = UpdateTrail``); numbers never are quoted.
+            value = raw[1:-1].replace('\\"', '"') if raw.startswith('"') else raw
             if op not in ("=", "!="):
                 raise ApiError("InvalidParameterException", "Invalid filter pattern: strings take = or != only.")
             like = value.replace("'", "''").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
             test = f"cast({ident} as varchar) like '{like}' escape '\\'"
             return f"coalesce({test}, false)" if op == "=" else f"not coalesce({test}, false)"
-        try:
-            number = float(raw)
-        except ValueError:
-            raise ApiError("InvalidParameterException", f"Invalid filter pattern: {raw!r} is not a value.") from None
+        number = float(raw)
         sql_op = "<>" if op == "!=" else op
         return f"coalesce(try_cast({ident} as double) {sql_op} {number!r}, false)"
 
