@@ -289,6 +289,25 @@ def test_filter_patterns_select_the_matching_events(logs, burst_records, pattern
     assert got == expected and expected
 
 
+def test_filter_log_events_pages_across_midnight_without_losing_an_event(logs, sandbox):
+    start, end = datetime(2026, 11, 18, 23, 58, tzinfo=UTC), datetime(2026, 11, 19, 0, 2, tzinfo=UTC)
+    pages = list(
+        logs.get_paginator("filter_log_events").paginate(
+            logGroupName=GROUP,
+            startTime=ms(start),
+            endTime=ms(end) - 1,
+            filterPattern="{ $.operation = Converse* }",
+            PaginationConfig={"PageSize": 37},
+        )
+    )
+    got = [json.loads(e["message"])["requestId"] for page in pages for e in page["events"]]
+    records = invocation_logs(sandbox.traffic).records(REGION, ms(start), ms(end)).to_pylist()
+    expected = [r["requestId"] for r in records if r["operation"].startswith("Converse")]
+    assert len(pages) > 3 and got == expected
+    with pytest.raises(logs.exceptions.InvalidParameterException):
+        logs.filter_log_events(logGroupName=GROUP, startTime=ms(start), endTime=ms(end), nextToken="bm90IGEgdG9rZW4=")
+
+
 def _stamp_ms(record: dict) -> int:
     # Records carry whole seconds; the window edges are whole minutes, so seconds decide.
     return ms(datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")))

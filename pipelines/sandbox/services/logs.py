@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.sandbox.invocation_logs import (
+    DAY_MS,
     LOG_STREAM,
     InvocationLogs,
     duckdb_cursor,
@@ -368,32 +369,23 @@ def filter_log_events(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any
     end = params.get("endTime")
     lo, hi = logs.visible_range(ctx.now, 0 if start is None else int(start), 2**62 if end is None else int(end) + 1)
     request_key = [ctx.region, name, start, end, params.get("filterPattern"), streams, prefix]
-    offset = 0
+    # The position after the last event sent: (timestamp, requestId), the order events come in.
+    after: tuple[int, str] | None = None
     if params.get("nextToken"):
         token = decode_token(params["nextToken"], "InvalidParameterException", "The nextToken is not valid.")
-        if token.get("r") != fingerprint(request_key) or not isinstance(token.get("o"), int):
+        if token.get("r") != fingerprint(request_key) or not isinstance(token.get("a"), list):
             raise ApiError("InvalidParameterException", "The nextToken is not valid for this request.")
-        offset = token["o"]
+        after = (int(token["a"][0]), str(token["a"][1]))
+        if not _REQUEST_ID_RE.fullmatch(after[1]):
+            raise ApiError("InvalidParameterException", "The nextToken is not valid for this request.")
+        lo = max(lo, after[0])
         # A token carries the clock of the first page, so paging reads one consistent snapshot.
         hi = min(hi, int(token.get("t", hi)))
     searched = not (streams and LOG_STREAM not in streams) and not (prefix and not LOG_STREAM.startswith(prefix))
     events: list[dict[str, Any]] = []
     more = False
     if searched and hi > lo:
-        table = logs.records(ctx.region, lo, hi)
-        condition = filter_pattern_sql(params.get("filterPattern") or "", table.column_names, ctx, name)
-        con = duckdb_cursor()
-        try:
-            con.register("records", table.append_column("__row", pa.array(np.arange(table.num_rows))))
-            rows = con.execute(
-                f'select "__row" from records where {condition} '
-                f'order by "@timestamp", "requestId" limit {limit + 1} offset {offset}'
-            ).fetchnumpy()["__row"]
-        except duckdb.Error as exc:
-            raise ApiError("InvalidParameterException", f"Invalid filter pattern: {str(exc).splitlines()[0]}") from None
-        finally:
-            con.close()
-        page = table.take(pa.array(rows[:limit]))
+        page, more = _matching(logs, ctx, name, params.get("filterPattern") or "", lo, hi, after, limit)
         lines = logs.renderer(ctx.region).lines(page)
         stamps = page.column("@timestamp").to_pylist()
         request_ids = page.column("requestId").to_pylist()
@@ -401,6 +393,7 @@ def filter_log_events(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any
         for stamp, request_id, message in zip(stamps, request_ids, lines, strict=True):
             size += len(message.encode("utf-8")) + 26
             if events and size > FILTER_BYTES_MAX:
+                more = True
                 break
             events.append(
                 {
@@ -411,16 +404,63 @@ def filter_log_events(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any
                     "eventId": _event_id(stamp, request_id),
                 }
             )
-        more = len(rows) > len(events)
+            after = (stamp, request_id)
         ctx.count("logs_events_returned", len(events))
         ctx.count("logs_bytes_returned", sum(len(e["message"].encode("utf-8")) for e in events))
     result: dict[str, Any] = {
         "events": events,
         "searchedLogStreams": [{"logStreamName": LOG_STREAM, "searchedCompletely": not more}] if searched else [],
     }
-    if more:
-        result["nextToken"] = encode_token({"r": fingerprint(request_key), "o": offset + len(events), "t": hi})
+    if more and after is not None:
+        result["nextToken"] = encode_token({"r": fingerprint(request_key), "a": list(after), "t": hi})
     return result
+
+
+def _matching(
+    logs: InvocationLogs,
+    ctx: CallContext,
+    group: str,
+    pattern: str,
+    lo: int,
+    hi: int,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> tuple[pa.Table, bool]:
+    """Up to ``limit`` matching records of ``[lo, hi)`` after the position ``after``, read a day at a time so a
+    page costs the days it reaches, not the whole range; and whether more follow."""
+    pieces: list[pa.Table] = []
+    found = 0
+    cursor = lo
+    while cursor < hi and found <= limit:
+        stop = min(hi, (cursor // DAY_MS + 1) * DAY_MS)
+        table = logs.records(ctx.region, cursor, stop)
+        cursor = stop
+        if table.num_rows == 0:
+            continue
+        condition = filter_pattern_sql(pattern, table.column_names, ctx, group)
+        if after is not None:
+            condition = (
+                f'({condition}) and ("@timestamp" > {after[0]} or '
+                f'("@timestamp" = {after[0]} and "requestId" > \'{after[1]}\'))'
+            )
+        con = duckdb_cursor()
+        try:
+            con.register("records", table.append_column("__row", pa.array(np.arange(table.num_rows))))
+            rows = con.execute(
+                f'select "__row" from records where {condition} '
+                f'order by "@timestamp", "requestId" limit {limit + 1 - found}'
+            ).fetchnumpy()["__row"]
+        except duckdb.Error as exc:
+            raise ApiError("InvalidParameterException", f"Invalid filter pattern: {str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()
+        if len(rows):
+            pieces.append(table.take(pa.array(rows)))
+            found += len(rows)
+    if not pieces:
+        return logs.empty(ctx.region), False
+    page = pa.concat_tables(pieces)
+    return page.slice(0, limit), page.num_rows > limit
 
 
 def _event_id(stamp: int, request_id: str) -> str:
@@ -429,6 +469,7 @@ def _event_id(stamp: int, request_id: str) -> str:
     return f"{stamp:020d}{digest % 10**36:036d}"
 
 
+_REQUEST_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TERM_RE = re.compile(r'\s*([?-]?)("(?:[^"\\]|\\.)*"|[^\s"]+)')
 _JSON_CONDITION_RE = re.compile(r"^\s*\$\.([A-Za-z0-9_.@-]+)\s*(=|!=|<=|>=|<|>)\s*(\"(?:[^\"\\]|\\.)*\"|[^\s)&|]+)\s*$")
 _EXISTS_RE = re.compile(r"^\s*\$\.([A-Za-z0-9_.@-]+)\s+(NOT\s+)?EXISTS\s*$", re.IGNORECASE)
