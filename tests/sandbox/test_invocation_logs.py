@@ -649,3 +649,19 @@ def test_principal_tags_come_from_iam(boto3_client, sandbox):
         assert {t["Key"]: t["Value"] for t in tags} == principal.tags, key
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.list_role_tags(RoleName="no-such-role")
+
+
+def test_records_are_the_same_for_the_same_seed_and_differ_for_another(sandbox):
+    from pipelines.sandbox.invocation_logs import InvocationLogs
+    from pipelines.sandbox.traffic import Traffic
+
+    day = int(datetime(2026, 11, 17, tzinfo=UTC).timestamp()) // 86_400
+
+    def table(seed: int):
+        return InvocationLogs(Traffic(sandbox.scenario, seed, anchor=PINNED)).day(REGION, day)
+
+    first, again, other = table(0), table(0), table(1)
+    assert first.equals(again)
+    assert first.equals(invocation_logs(sandbox.traffic).day(REGION, day))
+    assert not first.equals(other)
+    assert first.column("requestId").to_pylist() != other.column("requestId").to_pylist()
