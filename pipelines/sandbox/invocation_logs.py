@@ -9,8 +9,9 @@ from the scenario's ``callers`` with a counter-based generator keyed by (seed, r
 records never change when the clock moves.
 
 A day is a columnar :class:`pyarrow.Table` whose column names are the records' field paths (``identity.arn``,
-``input.inputTokenCount``, ...); :func:`message_sql` renders rows as the JSON text Bedrock writes, inside DuckDB,
-so Logs Insights queries, FilterLogEvents and the S3 objects all see the same bytes.
+``input.inputTokenCount``, ...). :class:`Renderer` turns rows into the JSON text Bedrock writes with Arrow's
+compute kernels (S3 objects, FilterLogEvents) and computes each line's length in numpy (bytes scanned);
+:func:`message_sql` renders the same text inside DuckDB for Logs Insights' ``@message``.
 """
 
 from __future__ import annotations
