@@ -52,6 +52,8 @@ SIGNING_NAME_SERVICES: dict[str, tuple[str, ...]] = {
     "account": ("account",),
     "ec2": ("ec2",),
     "logs": ("logs",),
+    "s3": ("s3",),
+    "iam": ("iam",),
 }
 
 # Services outside the sandbox that speak rest-xml, so their "not implemented" error is one their client can read.
@@ -168,8 +170,9 @@ def _uri_routes(service_name: str) -> tuple[_UriRoute, ...]:
         literals = tuple((k, v) for k, v in parse_qsl(query, keep_blank_values=True))
         segments = tuple(s for s in path.split("/") if s)
         routes.append(_UriRoute(http.get("method", "POST"), segments, literals, name))
-    # The most literal match wins: "/inference-profiles" must not be taken for "/{anything}".
-    routes.sort(key=lambda r: (-r.literal_count, -len(r.segments), r.operation))
+    # The most literal match wins: "/inference-profiles" must not be taken for "/{anything}", nor S3's
+    # "/{Bucket}?list-type=2" (ListObjectsV2) for "/{Bucket}" (ListObjects).
+    routes.sort(key=lambda r: (-r.literal_count, -len(r.segments), -len(r.query_literals), r.operation))
     return tuple(routes)
 
 
@@ -526,7 +529,56 @@ def encode_response(route_: Route, output: Mapping[str, Any], req_id: str) -> Ht
             (("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", req_id)),
             _ec2_xml(route_.service, operation, output, req_id),
         )
+    if protocol == "rest-xml":
+        return _rest_xml_response(route_.service, operation, output, req_id)
     return _rest_json_response(operation, output, req_id)
+
+
+# S3 names the root elements of its answers after the resource, not the operation.
+_XML_ROOTS = {"ListObjectsV2": "ListBucketResult", "ListObjects": "ListBucketResult"}
+
+
+def _rest_xml_response(
+    model: ServiceModel, operation: OperationModel, output: Mapping[str, Any], req_id: str
+) -> HttpResponse:
+    """A rest-xml answer (S3): header members as headers, a blob payload as the raw body, else an XML document
+    named after the output shape (``ListBucketResult`` for ListObjectsV2, as S3 names it)."""
+    shape = operation.output_shape
+    status = int(operation.http.get("responseCode", 200))
+    headers = [("x-amz-request-id", req_id), ("x-amzn-RequestId", req_id)]
+    if shape is None:
+        return HttpResponse(status, tuple(headers), b"")
+    payload = shape.serialization.get("payload")
+    for name, member in shape.members.items():
+        value = output.get(name)
+        if value is None:
+            continue
+        location = member.serialization.get("location")
+        if location == "header":
+            header = member.serialization.get("name", name)
+            # The server writes the body's length; only a HEAD answer states another one.
+            if header.lower() != "content-length" or operation.http.get("method") == "HEAD":
+                headers.append((header, _header_text(member, value)))
+        elif location == "statusCode":
+            status = int(value)
+    # A partial answer (S3's 206 for a byte range) has no status member in the model.
+    status = int(output.get("__status__", status))
+    if payload is not None:
+        member = shape.members[payload]
+        value = output.get(payload)
+        if member.type_name in ("blob", "string"):
+            body = b"" if value is None else value if isinstance(value, bytes) else str(value).encode()
+            return HttpResponse(status, tuple(headers), body)
+    root = _XML_ROOTS.get(operation.name, operation.name + "Result")
+    namespace = model.metadata.get("xmlNamespace") or "http://s3.amazonaws.com/doc/2006-03-01/"
+    body_members = {
+        k: v for k, v in output.items() if k in shape.members and not shape.members[k].serialization.get("location")
+    }
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n', f'<{root} xmlns="{namespace}">']
+    _xml_members(parts, shape, body_members)
+    parts.append(f"</{root}>")
+    headers.insert(0, ("Content-Type", "application/xml"))
+    return HttpResponse(status, tuple(headers), "".join(parts).encode("utf-8"))
 
 
 def _rest_json_response(operation: OperationModel, output: Mapping[str, Any], req_id: str) -> HttpResponse:

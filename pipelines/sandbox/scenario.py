@@ -40,6 +40,13 @@ _PROFILE_ID_RE = re.compile(r"^[a-z0-9]{12}$")
 _MODEL_ID_RE = re.compile(r"^[a-z0-9-]+\.[A-Za-z0-9._:-]+$")
 # The inferenceProfileName pattern from the Bedrock API model.
 _PROFILE_NAME_RE = re.compile(r"^([0-9a-zA-Z:.][ _-]?)+$")
+# IAM role/user names and STS session names as IAM documents them; Bedrock's requestMetadata characters
+# (spaces but no other whitespace). All ASCII without quotes, so a record's JSON strings need no escaping.
+_PRINCIPAL_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]+$")
+_SESSION_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+_METADATA_RE = re.compile(r"^[a-zA-Z0-9 :_@$#=/+,.-]+$")
+_LOG_GROUP_RE = re.compile(r"^[.\-_/#A-Za-z0-9]+$")
+_BUCKET_RE = re.compile(r"^[a-z0-9{][a-z0-9.{}-]+[a-z0-9}]$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 # Tag limits as the Bedrock TagResource API documents them.
 _TAG_KEY_MAX = 128
@@ -145,6 +152,61 @@ class Burst:
     requests_per_minute: float
 
 
+PRINCIPAL_KINDS = ("role", "user", "federated-user")
+CALLER_APIS = ("converse", "invoke")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An IAM principal that calls Bedrock: a role (called through sessions), a user or a federated user."""
+
+    kind: str  # "role" | "user" | "federated-user"
+    name: str
+    sessions: tuple[str, ...] = ()  # roles only: the session names its callers assume it with
+    tags: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def key(self) -> str:
+        """How callers name it in the scenario: ``role/<name>``, ``user/<name>``, ``federated-user/<name>``."""
+        return f"{self.kind}/{self.name}"
+
+    def caller_arns(self, account_id: str) -> tuple[str, ...]:
+        """The ``identity.arn`` values its calls are logged under (one per session for a role)."""
+        if self.kind == "role":
+            return tuple(f"arn:aws:sts::{account_id}:assumed-role/{self.name}/{s}" for s in self.sessions)
+        if self.kind == "user":
+            return (f"arn:aws:iam::{account_id}:user/{self.name}",)
+        return (f"arn:aws:sts::{account_id}:federated-user/{self.name}",)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One principal's share of a series' requests, as its invocation log records show it."""
+
+    principal: str  # a Principal key, e.g. "role/support-assistant-app"
+    weight: float = 1.0
+    api: str = "converse"  # Converse/ConverseStream or InvokeModel/InvokeModelWithResponseStream
+    model_id_as: str = "id"  # direct traffic: how the caller names the endpoint ("id" or "arn")
+    request_metadata: tuple[tuple[str, tuple[str, ...]], ...] = ()  # key -> values, one drawn per request
+
+
+@dataclass(frozen=True)
+class InvocationLogging:
+    """Model invocation logging of the account: where records go, and since when."""
+
+    log_group: str
+    role_arn: str
+    s3_bucket: str  # may hold "{region}": one bucket per region, as Bedrock needs a same-region destination
+    s3_key_prefix: str
+    started: datetime | int  # an instant, or a day relative to the traffic anchor (-10 = ten days before it)
+    retention_days: int | None
+    regions: tuple[str, ...]
+
+    def bucket(self, region: str) -> str:
+        """The log bucket of ``region``."""
+        return self.s3_bucket.replace("{region}", region)
+
+
 @dataclass(frozen=True)
 class TrafficSpec:
     """The demand of one CloudWatch series (an application profile, or direct use of an endpoint).
@@ -174,6 +236,7 @@ class TrafficSpec:
     start_day: int | None = None
     end_day: int | None = None
     bursts: tuple[Burst, ...] = ()
+    callers: tuple[Caller, ...] = ()
 
     @property
     def uses_prompt_cache(self) -> bool:
@@ -207,6 +270,8 @@ class Scenario:
     latency: dict[str, Latency] = field(default_factory=dict)
     description: str = ""
     source: str = ""
+    invocation_logging: InvocationLogging | None = None
+    principals: dict[str, Principal] = field(default_factory=dict)
 
     def profile(self, region: str, profile_id: str) -> InferenceProfile | None:
         """The profile with this id (or ARN) in ``region``, or None."""
@@ -396,7 +461,7 @@ class _Builder:
             document,
             "(top level)",
             required=("name", "account_id", "regions", "history_days", "foundation_models", "quotas"),
-            optional=("description", "application_profiles", "direct_traffic"),
+            optional=("description", "application_profiles", "direct_traffic", "principals", "invocation_logging"),
         )
         name = self.string(doc["name"], "name")
         description = self.string(doc["description"], "description") if "description" in doc else ""
@@ -421,6 +486,8 @@ class _Builder:
         quotas, enforcement = self.quotas(doc["quotas"], models)
         endpoints = self.resolve_endpoints(endpoints_raw, enforcement)
 
+        self.principals = self.principals_section(doc.get("principals", []))
+        logging_config = self.invocation_logging(doc["invocation_logging"]) if "invocation_logging" in doc else None
         profiles: dict[str, list[InferenceProfile]] = {r: list(system_profiles[r]) for r in self.regions}
         traffic: dict[str, list[TrafficSpec]] = {r: [] for r in self.regions}
         self.application_profiles(doc.get("application_profiles", []), endpoints, profiles, traffic)
@@ -440,6 +507,8 @@ class _Builder:
             latency=latency,
             description=description,
             source=self.source,
+            invocation_logging=logging_config,
+            principals=self.principals,
         )
 
     def region_subset(self, value: Any, path: str) -> tuple[str, ...]:
@@ -801,6 +870,7 @@ class _Builder:
                 "start_day",
                 "end_day",
                 "bursts",
+                "callers",
             ),
         )
         default = TrafficSpec(region, model_id, endpoint.endpoint_id, endpoint.base_model_id, 0.0)
@@ -846,6 +916,95 @@ class _Builder:
             start_day=start,
             end_day=end,
             bursts=bursts,
+            callers=tuple(
+                self.caller(c, f"{path}.callers[{k}]", endpoint)
+                for k, c in enumerate(self.sequence(raw.get("callers", []), f"{path}.callers"))
+            ),
+        )
+
+    def principals_section(self, value: Any) -> dict[str, Principal]:
+        out: dict[str, Principal] = {}
+        for i, item in enumerate(self.sequence(value, "principals")):
+            path = f"principals[{i}]"
+            raw = self.mapping(item, path, required=(), optional=(*PRINCIPAL_KINDS, "sessions", "tags"))
+            kinds = [k for k in PRINCIPAL_KINDS if k in raw]
+            if len(kinds) != 1:
+                raise self.fail(path, "give exactly one of role, user or federated-user")
+            kind = kinds[0]
+            name = self.string(raw[kind], f"{path}.{kind}", _PRINCIPAL_NAME_RE, max_len=64)
+            sessions: tuple[str, ...] = ()
+            if kind == "role":
+                items = self.sequence(raw.get("sessions"), f"{path}.sessions", non_empty=True)
+                sessions = tuple(
+                    self.string(s, f"{path}.sessions[{k}]", _SESSION_NAME_RE, max_len=64) for k, s in enumerate(items)
+                )
+                if len(set(sessions)) != len(sessions):
+                    raise self.fail(f"{path}.sessions", "a session name is listed twice")
+            elif "sessions" in raw:
+                raise self.fail(f"{path}.sessions", "only roles have sessions")
+            if kind == "federated-user" and "tags" in raw:
+                raise self.fail(f"{path}.tags", "federated users have no IAM tags")
+            principal = Principal(kind, name, sessions, self.tags(raw.get("tags", {}), f"{path}.tags"))
+            if principal.key in out:
+                raise self.fail(f"{path}.{kind}", f"{principal.key!r} is defined twice")
+            out[principal.key] = principal
+        return out
+
+    def invocation_logging(self, value: Any) -> InvocationLogging:
+        path = "invocation_logging"
+        raw = self.mapping(
+            value,
+            path,
+            required=("log_group", "role_name", "s3_bucket", "logging_started"),
+            optional=("s3_key_prefix", "retention_days", "regions"),
+        )
+        started_raw = raw["logging_started"]
+        started: datetime | int
+        if isinstance(started_raw, int) and not isinstance(started_raw, bool):
+            started = self.integer(started_raw, f"{path}.logging_started", -10_000, 10_000)
+        else:
+            started = self.timestamp(started_raw, f"{path}.logging_started")
+        role = self.string(raw["role_name"], f"{path}.role_name", _PRINCIPAL_NAME_RE, max_len=64)
+        retention = raw.get("retention_days")
+        return InvocationLogging(
+            log_group=self.string(raw["log_group"], f"{path}.log_group", _LOG_GROUP_RE, max_len=512),
+            role_arn=f"arn:aws:iam::{self.account}:role/{role}",
+            s3_bucket=self.string(raw["s3_bucket"], f"{path}.s3_bucket", _BUCKET_RE, max_len=63),
+            s3_key_prefix=self.string(raw["s3_key_prefix"], f"{path}.s3_key_prefix") if "s3_key_prefix" in raw else "",
+            started=started,
+            retention_days=None if retention is None else self.integer(retention, f"{path}.retention_days", 1, 3653),
+            regions=self.region_subset(raw["regions"], f"{path}.regions") if "regions" in raw else self.regions,
+        )
+
+    def caller(self, value: Any, path: str, endpoint: Endpoint) -> Caller:
+        raw = self.mapping(value, path, ("principal",), ("weight", "api", "model_id_as", "request_metadata"))
+        principal = self.string(raw["principal"], f"{path}.principal")
+        if principal not in self.principals:
+            known = ", ".join(self.principals) or "none"
+            raise self.fail(f"{path}.principal", f"{principal!r} is not one of the principals (defined: {known})")
+        api = raw.get("api", "converse")
+        if api not in CALLER_APIS:
+            raise self.fail(f"{path}.api", f"{api!r} is not one of {', '.join(CALLER_APIS)}")
+        model_id_as = raw.get("model_id_as", "id")
+        if model_id_as not in ("id", "arn"):
+            raise self.fail(f"{path}.model_id_as", f"{model_id_as!r} is not one of id, arn")
+        metadata = []
+        meta_raw = raw.get("request_metadata", {})
+        if not isinstance(meta_raw, Mapping):
+            raise self.fail(f"{path}.request_metadata", f"expected a mapping, got {_kind(meta_raw)}")
+        for key, values in meta_raw.items():
+            kpath = _join(f"{path}.request_metadata", str(key))
+            self.string(key, kpath, _METADATA_RE, max_len=256)
+            items = [values] if isinstance(values, str) else self.sequence(values, kpath, non_empty=True)
+            metadata.append(
+                (key, tuple(self.string(v, f"{kpath}[{k}]", _METADATA_RE, max_len=256) for k, v in enumerate(items)))
+            )
+        return Caller(
+            principal=principal,
+            weight=self.number(raw.get("weight", 1), f"{path}.weight", 0.0001, 1e6),
+            api=api,
+            model_id_as=model_id_as,
+            request_metadata=tuple(metadata),
         )
 
     def burst(self, value: Any, path: str) -> Burst:

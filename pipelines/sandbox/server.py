@@ -35,7 +35,10 @@ from pipelines.sandbox.services import (
     ResultCache,
     bedrock,
     cloudwatch,
+    iam,
+    logs,
     misc,
+    s3,
     servicequotas,
 )
 from pipelines.sandbox.traffic import Traffic
@@ -49,6 +52,9 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     **bedrock.HANDLERS,
     **servicequotas.HANDLERS,
     **misc.HANDLERS,
+    **logs.HANDLERS,
+    **iam.HANDLERS,
+    **s3.HANDLERS,
 }
 
 log = logging.getLogger(__name__)
@@ -125,6 +131,8 @@ class SandboxStats:
                 "metrics_requested": self._counts["metrics_requested"],
                 "datapoints_returned": self._counts["datapoints_returned"],
                 "faults": dict(sorted(self._faults.items())),
+                # Invocation-log reads (logs_*, s3_*): what a run scanned, to check it reads each record once.
+                **{name: n for name, n in sorted(self._counts.items()) if name.startswith(("logs_", "s3_"))},
             }
 
     def reset(self) -> None:
@@ -485,7 +493,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             reason = ""
         lines = [f"HTTP/1.1 {response.status} {reason}"]
         lines += [f"{name}: {value}" for name, value in response.headers]
-        lines.append(f"Content-Length: {len(response.body)}")
+        # A HEAD answer (S3 HeadObject) carries the length of the body it describes, set by its handler.
+        if not any(name.lower() == "content-length" for name, _ in response.headers):
+            lines.append(f"Content-Length: {len(response.body)}")
         # The sandbox clock, as AWS sends its own: clients that read the service time see the pinned clock.
         lines.append(f"Date: {formatdate(self.server.sandbox.now().timestamp(), usegmt=True)}")
         if self.close_connection:

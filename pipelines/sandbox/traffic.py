@@ -105,7 +105,7 @@ class EndpointMinutes:
 
 
 @dataclass
-class _SeriesDay:
+class SeriesDay:
     """Everything one series published in one UTC day; each array has one element per minute."""
 
     spec: TrafficSpec
@@ -125,7 +125,7 @@ class _SeriesDay:
 
 @dataclass
 class _Block:
-    series: dict[str, _SeriesDay]
+    series: dict[str, SeriesDay]
 
 
 class Traffic:
@@ -205,6 +205,14 @@ class Traffic:
             if active.size:
                 return int(minutes[active[-1]])
         return None
+
+    def series_day(self, region: str, model_id: str, day: int) -> SeriesDay | None:
+        """Everything one series published on one UTC day (epoch day number), or None for an unknown series or
+        a day before the history; the invocation logs split these per-minute totals into single requests."""
+        spec = self._specs.get((region, model_id))
+        if spec is None or (day + 1) * MINUTES_PER_DAY <= self.history_start_minute:
+            return None
+        return self._block(region, spec.endpoint_id, day).series[model_id]
 
     def endpoint_minutes(self, region: str, endpoint_id: str, start: int, stop: int) -> EndpointMinutes:
         """Per-minute demand, service and throttles of one endpoint (series summed) over ``[start, stop)``."""
@@ -349,7 +357,7 @@ class _Draft:
     quota: np.ndarray
 
 
-def _serve(draft: _Draft, fraction: np.ndarray, latency: Latency) -> _SeriesDay:
+def _serve(draft: _Draft, fraction: np.ndarray, latency: Latency) -> SeriesDay:
     """Apply the endpoint's accepted fraction to one series and derive every published statistic."""
     spec, rng = draft.spec, draft.rng
     accepted = np.floor(draft.requests * fraction)
@@ -382,7 +390,7 @@ def _serve(draft: _Draft, fraction: np.ndarray, latency: Latency) -> _SeriesDay:
     ttft_lo = np.where(several_streams, 0.55 * ttft_mean, ttft_sum)
     ttft_hi = np.where(several_streams, ttft_mean * (1.6 + spread_jitter[4]), ttft_sum)
 
-    return _SeriesDay(
+    return SeriesDay(
         spec=spec,
         burndown=draft.burndown,
         demand=draft.requests,
@@ -413,7 +421,7 @@ def _spread(total: np.ndarray, n: np.ndarray, sigma: float, jitter: np.ndarray) 
     return low, high
 
 
-def _quota_usage(sd: _SeriesDay) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _quota_usage(sd: SeriesDay) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """EstimatedTPMQuotaUsage per minute: input + cache write + output x burndown (sum, min, max)."""
     parts = [
         sd.tokens["InputTokenCount"],
@@ -428,18 +436,18 @@ def _ones_where(mask: np.ndarray) -> np.ndarray:
     return mask.astype(np.float64)
 
 
-def _per_request(sd: _SeriesDay, stats: tuple[np.ndarray, np.ndarray, np.ndarray]):
+def _per_request(sd: SeriesDay, stats: tuple[np.ndarray, np.ndarray, np.ndarray]):
     return stats[0], sd.ok, stats[1], stats[2]
 
 
-def _per_attempt(sd: _SeriesDay, hits: np.ndarray):
+def _per_attempt(sd: SeriesDay, hits: np.ndarray):
     # One 0/1 sample per attempt: min is 0 unless every attempt was a hit, max is 1 if any was.
     some = sd.attempts > 0
     return hits, sd.attempts, _ones_where(some & (hits >= sd.attempts)), _ones_where(hits > 0)
 
 
 def _cache_metric(name: str):
-    def extract(sd: _SeriesDay):
+    def extract(sd: SeriesDay):
         if not sd.spec.uses_prompt_cache:
             zeros = np.zeros(MINUTES_PER_DAY)
             return zeros, zeros, zeros, zeros
@@ -448,7 +456,7 @@ def _cache_metric(name: str):
     return extract
 
 
-_EXTRACTORS: dict[str, Callable[[_SeriesDay], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {
+_EXTRACTORS: dict[str, Callable[[SeriesDay], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {
     "Invocations": lambda sd: (sd.ok, sd.ok, _ones_where(sd.ok > 0), _ones_where(sd.ok > 0)),
     "InputTokenCount": lambda sd: _per_request(sd, sd.tokens["InputTokenCount"]),
     "OutputTokenCount": lambda sd: _per_request(sd, sd.tokens["OutputTokenCount"]),

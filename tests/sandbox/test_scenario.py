@@ -305,3 +305,81 @@ def test_unreadable_sources_fail_with_one_clear_sentence(tmp_path):
 def test_scenario_errors_are_value_errors(tmp_path):
     with pytest.raises(ValueError):
         load_scenario(tmp_path / "missing.yaml")
+
+
+# ---- invocation logging and callers ----------------------------------------------------------------------------
+
+
+def _with_callers(document: dict) -> dict:
+    document = copy.deepcopy(document)
+    document["invocation_logging"] = {
+        "log_group": "/aws/bedrock/modelinvocations",
+        "role_name": "BedrockLogging",
+        "s3_bucket": "logs-{region}",
+        "logging_started": "2026-01-01T00:00:00Z",
+    }
+    document["principals"] = [
+        {"role": "chat-backend", "sessions": ["pod-a", "pod-b"], "tags": {"team": "web"}},
+        {"user": "alice"},
+        {"federated-user": "contractor"},
+    ]
+    document["application_profiles"][0]["traffic"]["callers"] = [
+        {"principal": "role/chat-backend", "weight": 3, "request_metadata": {"tenant": ["a", "b"]}},
+        {"principal": "federated-user/contractor"},
+    ]
+    return document
+
+
+def test_demo_logs_invocations_and_names_its_callers(demo):
+    logging = demo.invocation_logging
+    assert logging is not None
+    assert logging.log_group == "/aws/bedrock/modelinvocations"
+    assert logging.bucket("us-west-2") == "bedrock-invocation-logs-123456789012-us-west-2"
+    assert logging.started == -10
+    kinds = {p.kind for p in demo.principals.values()}
+    assert kinds == {"role", "user", "federated-user"}
+    for region in demo.regions:
+        for spec in demo.traffic[region]:
+            assert spec.callers, f"{spec.model_id} in {region} has no callers"
+            assert all(c.principal in demo.principals for c in spec.callers)
+    role = demo.principals["role/code-review-runner"]
+    assert role.caller_arns(demo.account_id)[0] == (
+        "arn:aws:sts::123456789012:assumed-role/code-review-runner/gha-run-88121"
+    )
+
+
+def test_callers_and_logging_load_from_a_file(tmp_path, tiny_document):
+    scenario = load_scenario(write(tmp_path, _with_callers(tiny_document)))
+    callers = scenario.traffic["us-east-1"][0].callers
+    assert [c.principal for c in callers] == ["role/chat-backend", "federated-user/contractor"]
+    assert callers[0].request_metadata == (("tenant", ("a", "b")),)
+    assert scenario.invocation_logging is not None
+    assert scenario.invocation_logging.started.year == 2026
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["application_profiles"][0]["traffic"]["callers"].append({"principal": "role/nobody"}),
+            "application_profiles[0].traffic.callers[2].principal: 'role/nobody' is not one of the principals",
+        ),
+        (lambda d: d["principals"][0].pop("sessions"), "principals[0].sessions: expected a list"),
+        (lambda d: d["principals"][1].update(sessions=["x1"]), "principals[1].sessions: only roles have sessions"),
+        (lambda d: d["principals"].append({"user": "alice"}), "principals[3].user: 'user/alice' is defined twice"),
+        (
+            lambda d: d["invocation_logging"].update(logging_started="soon"),
+            "invocation_logging.logging_started: 'soon' is not an ISO 8601 timestamp",
+        ),
+        (
+            lambda d: d["application_profiles"][0]["traffic"]["callers"][0].update(api="grpc"),
+            "application_profiles[0].traffic.callers[0].api: 'grpc' is not one of converse, invoke",
+        ),
+    ],
+)
+def test_bad_callers_and_logging_are_named_in_the_error(tmp_path, tiny_document, change, message):
+    document = _with_callers(tiny_document)
+    change(document)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(write(tmp_path, document))
+    assert message in str(caught.value)

@@ -122,11 +122,24 @@ def test_foundation_models_and_their_filters(bedrock, sandbox):
     assert embeddings and all(m["outputModalities"] == ["EMBEDDING"] for m in embeddings)
 
 
-def test_the_account_has_no_custom_or_imported_models_and_no_invocation_logging(bedrock):
+def test_the_account_has_no_custom_or_imported_models(bedrock):
     assert bedrock.list_custom_model_deployments()["modelDeploymentSummaries"] == []
     assert bedrock.list_imported_models()["modelSummaries"] == []
-    logging_config = bedrock.get_model_invocation_logging_configuration()
-    assert "loggingConfig" not in logging_config
+
+
+def test_invocation_logging_names_the_log_group_and_the_regions_bucket(bedrock, boto3_client):
+    config = bedrock.get_model_invocation_logging_configuration()["loggingConfig"]
+    assert config["cloudWatchConfig"] == {
+        "logGroupName": "/aws/bedrock/modelinvocations",
+        "roleArn": "arn:aws:iam::123456789012:role/BedrockInvocationLoggingRole",
+    }
+    assert config["s3Config"] == {"bucketName": "bedrock-invocation-logs-123456789012-us-east-1"}
+    assert config["textDataDeliveryEnabled"] is True
+    west = boto3_client("bedrock", region="us-west-2").get_model_invocation_logging_configuration()
+    assert west["loggingConfig"]["s3Config"]["bucketName"] == "bedrock-invocation-logs-123456789012-us-west-2"
+    # A region the account does not use logs nothing.
+    elsewhere = boto3_client("bedrock", region="eu-west-1").get_model_invocation_logging_configuration()
+    assert "loggingConfig" not in elsewhere
 
 
 # ---- Service Quotas ----------------------------------------------------------------------------------------

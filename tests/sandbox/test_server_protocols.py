@@ -223,7 +223,7 @@ def test_another_seed_gives_other_traffic(boto3_client, monkeypatch):
 @pytest.mark.parametrize(
     ("service", "call", "code", "name"),
     [
-        ("logs", lambda c: c.describe_log_groups(), "UnknownOperationException", "logs:DescribeLogGroups"),
+        ("logs", lambda c: c.describe_destinations(), "UnknownOperationException", "logs:DescribeDestinations"),
         (
             "bedrock-runtime",
             lambda c: c.invoke_model(modelId="amazon.nova-lite-v1:0", body=b"{}"),
@@ -250,7 +250,7 @@ def test_another_seed_gives_other_traffic(boto3_client, monkeypatch):
             "servicequotas:ListServices",
         ),
         ("dynamodb", lambda c: c.list_tables(), "UnknownOperationException", "dynamodb:ListTables"),
-        ("s3", lambda c: c.list_buckets(), "UnknownOperationException", "s3:GET /"),
+        ("s3", lambda c: c.list_buckets(), "UnknownOperationException", "s3:ListBuckets"),
     ],
 )
 def test_operations_the_sandbox_lacks_get_an_error_that_names_them(boto3_client, service, call, code, name):

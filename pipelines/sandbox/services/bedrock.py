@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.sandbox.invocation_logs import invocation_logs
 from pipelines.sandbox.protocols import ApiError
 from pipelines.sandbox.services import CallContext, Handler, paginate
 
@@ -133,8 +134,25 @@ def list_imported_models(ctx: CallContext, params: dict[str, Any]) -> dict[str, 
 
 
 def get_model_invocation_logging_configuration(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    """GetModelInvocationLoggingConfiguration: logging is off, so AWS returns no loggingConfig."""
-    return {}
+    """GetModelInvocationLoggingConfiguration: the scenario's log group and bucket where logging is on (from
+    when it was switched on); elsewhere AWS returns no loggingConfig."""
+    logs = invocation_logs(ctx.traffic)
+    config = logs.config
+    if config is None or not logs.enabled(ctx.region) or logs.started_ms > int(ctx.now.timestamp() * 1000):
+        return {}
+    s3_config = {"bucketName": config.bucket(ctx.region)}
+    if config.s3_key_prefix:
+        s3_config["keyPrefix"] = config.s3_key_prefix
+    return {
+        "loggingConfig": {
+            "cloudWatchConfig": {"logGroupName": config.log_group, "roleArn": config.role_arn},
+            "s3Config": s3_config,
+            "textDataDeliveryEnabled": True,
+            "imageDataDeliveryEnabled": False,
+            "embeddingDataDeliveryEnabled": False,
+            "videoDataDeliveryEnabled": False,
+        }
+    }
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {
