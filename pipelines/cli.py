@@ -117,6 +117,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "--fault-kinds", default="throttle,500,reset,slow", help="comma list of throttle,500,reset,slow"
     )
     sandbox.add_argument("--tps", type=float, help="calls per second above which ThrottlingException is returned")
+    sandbox.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="IAM policy JSON: calls whose action it does not allow get AccessDenied (e.g. docs/iam-policy.md's)",
+    )
+    sandbox.add_argument(
+        "--reject-credentials",
+        choices=("expired", "invalid"),
+        help="refuse every call as AWS refuses an expired session token or an unknown access key",
+    )
 
     sql = commands.add_parser(
         "sql",

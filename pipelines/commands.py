@@ -46,6 +46,7 @@ def _console():
 
 def sandbox_command(args: argparse.Namespace) -> int:
     from pipelines.resources import parse_as_of
+    from pipelines.sandbox.auth import PolicyError, load_policy
     from pipelines.sandbox.scenario import ScenarioError
     from pipelines.sandbox.server import FAULT_KINDS, SandboxPortInUse, run
 
@@ -55,6 +56,16 @@ def sandbox_command(args: argparse.Namespace) -> int:
         raise UserError(f"--fault-kinds has {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}.")
     if not 0.0 <= args.fault_rate <= 1.0:
         raise UserError(f"--fault-rate {args.fault_rate} is outside 0..1.")
+    if args.tps is not None and not args.tps > 0:
+        raise UserError(f"--tps {args.tps:g} is not a positive rate; give calls per second, e.g. --tps 50.")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is not a TCP port; use 1..65535, or 0 for a free one.")
+    policy = None
+    if args.policy is not None:
+        try:
+            policy = load_policy(Path(args.policy))
+        except PolicyError as error:
+            raise UserError(f"--policy {args.policy}: {error}.") from None
     try:
         now = parse_as_of(args.now) if args.now else None
     except ValueError as error:
@@ -69,6 +80,8 @@ def sandbox_command(args: argparse.Namespace) -> int:
             fault_rate=args.fault_rate,
             fault_kinds=kinds,
             tps=args.tps,
+            policy=policy,
+            reject_credentials=args.reject_credentials,
         )
     except SandboxPortInUse as error:
         raise UserError(str(error)) from None
