@@ -257,6 +257,7 @@ def demo_command(args: argparse.Namespace, *, as_of: datetime | None) -> int:
 def report_command(args: argparse.Namespace, *, as_of: datetime | None) -> int:
     from pipelines.pipeline import rerender_reports
 
+    _dagster_home()
     output_dir = Path(args.output_dir).resolve() if args.output_dir else None
     rerender_reports(
         region=args.region,
