@@ -21,12 +21,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def _dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to ./.dagster so CLI runs and `dagster dev` share one instance."""
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
-    if not settings.exists():
-        # One partition run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
-        # under 50 calls/s, so a backfill from the UI stays under the account's GetMetricData TPS quota.
-        settings.write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not settings.exists():
+            # One partition run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
+            # under 50 calls/s, so a backfill from the UI stays under the account's GetMetricData TPS quota.
+            settings.write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
+    except OSError as error:
+        raise UserError(
+            f"DAGSTER_HOME {home} cannot be used ({error.strerror or error}); point it at a writable directory."
+        ) from None
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
