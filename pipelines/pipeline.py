@@ -354,7 +354,7 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
     with console.status(f"reading {request.region} from {days[0]} to {days[-1]} and building the warehouse"):
         result = execute(aws, warehouse, tags)
     endpoints = _rendered_endpoints(warehouse, tags)
-    return _finish(console, warehouse, as_of, result, endpoints)
+    return _finish(console, warehouse, as_of, result, endpoints, regions=[request.region])
 
 
 def _rendered_endpoints(warehouse: WarehouseResource, tags: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -376,7 +376,47 @@ def _check_output_dir(path: Path) -> None:
         ) from None
 
 
-def _finish(console, warehouse, as_of, result, endpoints) -> RunSummary:
+def no_usage_sentences(warehouse: WarehouseResource, as_of: datetime, regions: Sequence[str] | None) -> list[str]:
+    """ "no Bedrock usage in REGION between START and END" for each region without a single datapoint.
+
+    START is where the metrics the lake has read for the region begin (an empty account leaves no datapoint,
+    only its coverage); ``regions`` defaults to every region the lake has read.
+    """
+    import duckdb
+
+    from pipelines.lake import dataset_glob, has_data
+
+    lake = warehouse.lake()
+    covered: dict[str, datetime] = {}
+    if has_data(lake, "metric_coverage"):
+        covered = dict(
+            duckdb.sql(
+                "select region, min(range_start) from read_parquet($glob, hive_partitioning = true) group by region",
+                params={"glob": dataset_glob(lake, "metric_coverage")},
+            ).fetchall()
+        )
+    with warehouse.connect(read_only=True) as connection:
+        active = {
+            row[0]
+            for row in connection.execute(
+                "select distinct region from endpoint_minute where ts < $as_of", {"as_of": as_of}
+            ).fetchall()
+        }
+    sentences = []
+    for region in sorted(regions if regions is not None else covered):
+        if region in active:
+            continue
+        start = covered.get(region)
+        span = (
+            f"between {start:%Y-%m-%d %H:%M} and {as_of:%Y-%m-%d %H:%M} UTC"
+            if start
+            else f"up to {as_of:%Y-%m-%d %H:%M} UTC"
+        )
+        sentences.append(f"no Bedrock usage in {region} {span}: CloudWatch holds no Bedrock metric for it there.")
+    return sentences
+
+
+def _finish(console, warehouse, as_of, result, endpoints, regions: Sequence[str] | None = None) -> RunSummary:
     rows = summary_rows(warehouse, endpoints)
     index = warehouse.reports() / "index.html"
     cost = extract_cost(result) if result is not None else {}
@@ -386,7 +426,15 @@ def _finish(console, warehouse, as_of, result, endpoints) -> RunSummary:
             f"{cost['metrics_requested']:,} metrics requested (≈ ${cost['estimated_cost_usd']:.4f}), "
             f"{cost['datapoints']:,} datapoints"
         )
-    print_summary(console, rows, index if index.exists() else None)
+    silent = [] if rows else no_usage_sentences(warehouse, as_of, regions)
+    if silent:
+        # An empty table and blank report pages would read as a failure; say what was looked at instead.
+        for sentence in silent:
+            console.print(sentence)
+        if index.exists():
+            console.print(f"Report index: {index}")
+    else:
+        print_summary(console, rows, index if index.exists() else None)
     return RunSummary(
         as_of=as_of,
         partitions=int(cost.get("days", 0)),
