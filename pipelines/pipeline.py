@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.endpoint_lookup import resolve_endpoints
-from pipelines.errors import UserError, explain
+from pipelines.errors import UserError, describe_aws_text, describe_failure, explain
 from pipelines.report import SUMMARY_WINDOW
 from pipelines.resources import AwsResource, WarehouseResource, default_as_of
 
@@ -84,6 +84,22 @@ def failure_sentence(result: dg.ExecuteInProcessResult) -> str:
     return f"the run ended {result.dagster_run.status.value.lower()}"
 
 
+def aws_refusal(result: dg.ExecuteInProcessResult) -> str | None:
+    """The one sentence for a run AWS refused (an action denied, credentials expired or unknown), else None."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.event_specific_data
+        doing = f"extracting {event.step_key}"
+        failure = getattr(data, "user_failure_data", None)
+        sentence = describe_aws_text(failure.description, doing) if failure and failure.description else None
+        if sentence is None and data.error is not None:
+            sentence = describe_failure(data.error, doing, refusals_only=True)
+        if sentence:
+            return sentence
+    return None
+
+
 def execute(
     aws: AwsResource | None,
     warehouse: WarehouseResource,
@@ -112,6 +128,9 @@ def execute(
             raise_on_error=False,
         )
     if not result.success:
+        refusal = aws_refusal(result)
+        if refusal:
+            raise UserError(refusal)
         raise UserError(
             f"run {result.run_id[:8]} failed at {failure_sentence(result)} (the whole log is in the "
             "Dagster UI: `buw dev`)."
