@@ -123,8 +123,9 @@ def execute(
             instance=instance,
             resources=resources,
             tags=tags,
-            # The run's event log is in the Dagster UI; the terminal gets warnings only.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # The run's event log is in the Dagster UI; the terminal gets the outcome in one sentence (a failed
+            # step would otherwise print its stack trace there, at ERROR level).
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             raise_on_error=False,
         )
     if not result.success:
