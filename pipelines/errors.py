@@ -117,28 +117,20 @@ def describe_aws_error(error: BaseException, doing: str) -> str | None:
     return None
 
 
-def describe_failure(info, doing: str = "talking to AWS", *, refusals_only: bool = False) -> str | None:
-    """The one sentence for a failed Dagster step, from its serialized error chain (``SerializableErrorInfo``).
+def describe_refused_step(info, doing: str) -> str | None:
+    """The refusal sentence when AWS refused a failed Dagster step, from its serialized error chain, else None.
 
-    A run keeps only the class names and messages of the exceptions, so an AWS refusal is recognised by its text
-    and an error of ours by its class name (unless ``refusals_only``); None when the chain holds neither (a bug,
-    best shown whole).
+    A run keeps only the class names and messages of the exceptions (``SerializableErrorInfo``), so the refusal
+    is recognised by its text.
     """
-    known = {error_type.__name__ for error_type in (UserError, *_known_error_types())}
-    found = None
     seen = 0
     while info is not None and seen < 20:
-        text = info.message.strip()
-        refusal = describe_aws_text(text, doing)
+        refusal = describe_aws_text(info.message, doing)
         if refusal:
             return refusal
-        if info.cls_name in known and found is None and not refusals_only:
-            # Serialized messages start with the class's dotted name.
-            first = text.splitlines()[0] if text else ""
-            found = first.split(": ", 1)[1] if first.split(": ", 1)[0].endswith(info.cls_name) else first
         info = info.cause or info.context
         seen += 1
-    return found
+    return None
 
 
 def _known_error_types() -> tuple[type[BaseException], ...]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.endpoint_lookup import resolve_endpoints
-from pipelines.errors import UserError, describe_aws_text, describe_failure, explain
+from pipelines.errors import UserError, describe_aws_text, describe_refused_step, explain
 from pipelines.report import SUMMARY_WINDOW
 from pipelines.resources import AwsResource, WarehouseResource, default_as_of
 
@@ -94,7 +94,7 @@ def aws_refusal(result: dg.ExecuteInProcessResult) -> str | None:
         failure = getattr(data, "user_failure_data", None)
         sentence = describe_aws_text(failure.description, doing) if failure and failure.description else None
         if sentence is None and data.error is not None:
-            sentence = describe_failure(data.error, doing, refusals_only=True)
+            sentence = describe_refused_step(data.error, doing)
         if sentence:
             return sentence
     return None

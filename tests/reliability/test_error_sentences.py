@@ -8,8 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 from dagster._utils.error import serializable_error_info_from_exc_info
 
-from pipelines.errors import describe_aws_error, describe_aws_text, describe_failure
-from pipelines.lake import LakeError
+from pipelines.errors import describe_aws_error, describe_aws_text, describe_refused_step
 
 
 def client_error(code: str, message: str, operation: str) -> ClientError:
@@ -90,17 +89,14 @@ def _failure_info(error: BaseException):
         return serializable_error_info_from_exc_info(sys.exc_info())
 
 
-def test_a_failed_step_is_told_by_the_error_of_ours_inside_it():
-    info = _failure_info(LakeError("the lake file /w/x.parquet is unreadable (bad footer); delete it"))
-    assert describe_failure(info) == "the lake file /w/x.parquet is unreadable (bad footer); delete it"
-
-
 def test_a_failed_step_that_aws_refused_names_the_action():
     info = _failure_info(
         client_error("AccessDenied", "User: u is not authorized to perform: cloudwatch:GetMetricData", "GetMetricData")
     )
-    assert describe_failure(info, "extracting us-east-1").startswith("AWS denied cloudwatch:GetMetricData while")
+    assert describe_refused_step(info, "extracting metric_points").startswith(
+        "AWS denied cloudwatch:GetMetricData while extracting metric_points;"
+    )
 
 
-def test_a_failed_step_from_a_bug_is_left_whole():
-    assert describe_failure(_failure_info(ZeroDivisionError("division by zero"))) is None
+def test_a_failed_step_aws_did_not_refuse_is_left_to_the_run_failure():
+    assert describe_refused_step(_failure_info(ZeroDivisionError("division by zero")), "x") is None
