@@ -396,41 +396,50 @@ def _check_output_dir(path: Path) -> None:
         ) from None
 
 
-def no_usage_sentences(warehouse: WarehouseResource, as_of: datetime, regions: Sequence[str] | None) -> list[str]:
+def no_usage_sentences(
+    warehouse: WarehouseResource, as_of: datetime | None, regions: Sequence[str] | None
+) -> list[str]:
     """ "no Bedrock usage in REGION between START and END" for each region without a single datapoint.
 
-    START is where the metrics the lake has read for the region begin (an empty account leaves no datapoint,
-    only its coverage); ``regions`` defaults to every region the lake has read.
+    START and END bound the metrics the lake has read for the region (an empty account leaves no datapoint,
+    only its coverage); ``as_of``, when given, is the END. ``regions`` defaults to every region the lake has read.
     """
     import duckdb
 
     from pipelines.lake import dataset_glob, has_data
 
     lake = warehouse.lake()
-    covered: dict[str, datetime] = {}
+    covered: dict[str, tuple[datetime, datetime]] = {}
     if has_data(lake, "metric_coverage"):
-        covered = dict(
-            duckdb.sql(
-                "select region, min(range_start) from read_parquet($glob, hive_partitioning = true) group by region",
-                params={"glob": dataset_glob(lake, "metric_coverage")},
-            ).fetchall()
-        )
+        rows = duckdb.sql(
+            "select region, min(range_start), max(range_end) from read_parquet($glob, hive_partitioning = true) "
+            "group by region",
+            params={"glob": dataset_glob(lake, "metric_coverage")},
+        ).fetchall()
+        covered = {region: (start, end) for region, start, end in rows}
     with warehouse.connect(read_only=True) as connection:
-        active = {
-            row[0]
-            for row in connection.execute(
-                "select distinct region from endpoint_minute where ts < $as_of", {"as_of": as_of}
-            ).fetchall()
-        }
+        built = connection.execute("select count(*) from duckdb_tables() where table_name = 'endpoint_minute'")
+        active = set()
+        if built.fetchone()[0]:
+            active = {
+                row[0]
+                for row in connection.execute(
+                    "select distinct region from endpoint_minute where ts < coalesce($as_of, ts + interval 1 minute)",
+                    {"as_of": as_of},
+                ).fetchall()
+            }
     sentences = []
     for region in sorted(regions if regions is not None else covered):
         if region in active:
             continue
-        start = covered.get(region)
+        start, end = covered.get(region, (None, as_of))
+        end = as_of or end
+        if end is None:
+            continue
         span = (
-            f"between {start:%Y-%m-%d %H:%M} and {as_of:%Y-%m-%d %H:%M} UTC"
+            f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC"
             if start
-            else f"up to {as_of:%Y-%m-%d %H:%M} UTC"
+            else f"up to {end:%Y-%m-%d %H:%M} UTC"
         )
         sentences.append(f"no Bedrock usage in {region} {span}: CloudWatch holds no Bedrock metric for it there.")
     return sentences
@@ -541,6 +550,12 @@ def rerender_reports(
         built = connection.execute("select count(*) from duckdb_tables() where table_name = 'window_stats'").fetchone()
         stored = connection.execute("select max(as_of) from window_stats").fetchone()[0] if built[0] else None
     if stored is None and as_of is None:
+        # An account without usage leaves coverage but no datapoint: say that rather than "run buw analyze".
+        silent = no_usage_sentences(warehouse, None, [region] if region else None)
+        if silent:
+            for sentence in silent:
+                console.print(sentence)
+            return
         raise UserError("the warehouse holds no usage yet; run `buw analyze` (or pass --as-of to build the marts).")
     # A new as_of moves every window, so the marts are rebuilt first; otherwise only the pages are rendered.
     build_models_and_reports(warehouse, as_of or stored, endpoints=endpoints, steps="all" if as_of else "reports")

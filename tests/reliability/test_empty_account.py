@@ -47,3 +47,7 @@ def test_analyze_on_an_account_without_usage_says_so(empty_sandbox, tmp_path):
     reports = tmp_path / "reports"
     assert sorted(path.name for path in reports.rglob("*.html")) == ["index.html"]
     assert "No endpoints" in (reports / "index.html").read_text()
+    # Re-rendering says the same, rather than asking for a `buw analyze` that has just run.
+    again = run_buw("report", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "no Bedrock usage in us-east-1 between 2026-11-18 00:00 and 2026-11-20 12:00 UTC" in again.stdout
