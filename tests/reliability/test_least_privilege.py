@@ -11,12 +11,16 @@ import copy
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from pipelines.sandbox.server import SandboxServer
 from tests.cli_env import ROOT, isolated_env, run_buw
@@ -166,3 +170,29 @@ def test_report_needs_no_aws_so_refused_credentials_do_not_matter(allowed_run, t
         result = run_buw("report", env=env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "reports" / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_buw_sandbox_serves_the_policy_file_it_is_given(tmp_path):
+    """`buw sandbox --policy FILE`: what the file allows works, anything else is denied as AWS denies it."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(documented_policy()))
+    command = [sys.executable, "-m", "pipelines.cli", "sandbox", "--port", "0", "--now", AS_OF, "--policy", str(policy)]
+    server = subprocess.Popen(command, cwd=ROOT, env=isolated_env(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        endpoint = None
+        for line in server.stdout:
+            if line.startswith("export AWS_ENDPOINT_URL="):
+                endpoint = line.split()[1].split("=", 1)[1]
+                break
+        assert endpoint, "buw sandbox did not print its endpoint"
+        session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+        cloudwatch = session.client("cloudwatch", endpoint_url=endpoint)
+        assert cloudwatch.list_metrics(Namespace="AWS/Bedrock")["Metrics"]
+        with pytest.raises(ClientError) as excinfo:
+            cloudwatch.describe_alarms()
+        assert excinfo.value.response["Error"]["Code"] == "AccessDenied"
+        assert "is not authorized to perform: cloudwatch:DescribeAlarms" in excinfo.value.response["Error"]["Message"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
