@@ -134,6 +134,27 @@ def test_each_documented_action_is_needed_and_named_when_missing(action, tmp_pat
     assert "docs/iam-policy.md" in line
 
 
+def allowing(*actions: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "policy", "named"),
+    [
+        (AWS_COMMANDS[1], allowing("sts:GetCallerIdentity"), r"account:ListRegions \(and the fallback ec2:"),
+        (AWS_COMMANDS[2], allowing("account:ListRegions"), r"bedrock:List(FoundationModels|InferenceProfiles)"),
+        (AWS_COMMANDS[3], allowing("bedrock:List*"), r"servicequotas:List(AWSDefaultServiceQuotas|ServiceQuotas)"),
+        (AWS_COMMANDS[4], allowing("cloudwatch:*", "servicequotas:*"), r"bedrock:List\w+"),
+    ],
+    ids=COMMAND_IDS[1:],
+)
+def test_each_command_names_the_action_it_was_denied(command, policy, named, tmp_path):
+    with sandbox_env(tmp_path, policy=policy) as env:
+        line = refusal_line(run_buw(*command, env=env))
+    assert re.search(rf"AWS denied {named}", line), line
+
+
 @pytest.mark.slow
 def test_describe_regions_stands_in_for_list_regions(tmp_path):
     policy = without(documented_policy(), "account:ListRegions")
