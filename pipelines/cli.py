@@ -54,8 +54,15 @@ def _as_of(text: str | None) -> datetime | None:
         raise UserError(f"--as-of: {error}.") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command's --help (exit status 2, as argparse's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"buw: {message}; see `{self.prog} --help`.\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="buw",
         description="Bedrock Usage Warehouse: TPM, RPM and TPD per Amazon Bedrock endpoint, who drives them, "
         "when throttling happened and how far usage is from the Service Quotas — kept in a local DuckDB warehouse.",
@@ -117,6 +124,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "--fault-kinds", default="throttle,500,reset,slow", help="comma list of throttle,500,reset,slow"
     )
     sandbox.add_argument("--tps", type=float, help="calls per second above which ThrottlingException is returned")
+    sandbox.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="IAM policy JSON: calls whose action it does not allow get AccessDenied (e.g. docs/iam-policy.md's)",
+    )
+    sandbox.add_argument(
+        "--reject-credentials",
+        choices=("expired", "invalid"),
+        help="refuse every call as AWS refuses an expired session token or an unknown access key",
+    )
 
     sql = commands.add_parser(
         "sql",
@@ -196,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from pipelines import preflight
+
     if args.command == "sandbox":
         from pipelines.commands import sandbox_command
 
@@ -203,19 +222,39 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "analyze":
         from pipelines.commands import analyze_command
 
-        return analyze_command(args, granularity=parse_granularity(args.granularity), as_of=_as_of(args.as_of))
+        granularity = parse_granularity(args.granularity)
+        as_of = _as_of(args.as_of)
+        # The windows end at as_of, and CloudWatch serves nothing older than its retention.
+        preflight.check_as_of(as_of, oldest=preflight.CLOUDWATCH_RETENTION)
+        preflight.check_days(args.days)
+        preflight.check_endpoint_url()
+        _check_warehouse(write=True)
+        return analyze_command(args, granularity=granularity, as_of=as_of)
     if args.command == "demo":
         from pipelines.commands import demo_command
 
-        return demo_command(args, as_of=_as_of(args.as_of))
+        # The demo's as_of sets the sandbox's clock, so any past time is a valid one.
+        as_of = _as_of(args.as_of)
+        _check_warehouse(write=True)
+        return demo_command(args, as_of=as_of)
     if args.command == "sql":
         from pipelines.commands import sql_command
 
+        if not args.query.strip():
+            raise UserError('the query is empty; pass one SQL statement, e.g. buw sql "select * from endpoints".')
+        _check_warehouse(write=False)
         return sql_command(args)
     if args.command == "report":
         from pipelines.commands import report_command
 
-        return report_command(args, as_of=_as_of(args.as_of))
+        # A report may look back as far as the warehouse holds data, which can be older than CloudWatch keeps.
+        as_of = _as_of(args.as_of)
+        preflight.check_as_of(as_of, oldest=None)
+        if args.region is not None:
+            preflight.check_region(args.region)
+        # A new as_of rebuilds the marts; otherwise the reports are rendered from them as they are.
+        _check_warehouse(write=as_of is not None)
+        return report_command(args, as_of=as_of)
     if args.command == "env":
         from pipelines.commands import env_command
 
@@ -231,8 +270,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "refresh":
         from pipelines.commands import refresh_command
 
+        preflight.check_endpoint_url()
         return refresh_command(args)
     raise UserError(f"unknown command {args.command!r}; see `buw --help`.")
+
+
+def _check_warehouse(*, write: bool) -> None:
+    """What a command that reads (and, with ``write``, builds) the warehouse needs before it starts."""
+    from pipelines import preflight
+    from pipelines.resources import WarehouseResource
+
+    warehouse = WarehouseResource()
+    preflight.check_warehouse_dir(warehouse.root(), write=write)
+    preflight.check_database(warehouse.database())
+    if write:
+        preflight.check_lake(warehouse.lake())
+        preflight.check_overrides()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,12 +22,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def _dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to ./.dagster so CLI runs and `dagster dev` share one instance."""
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
-    if not settings.exists():
-        # One partition run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
-        # under 50 calls/s, so a backfill from the UI stays under the account's GetMetricData TPS quota.
-        settings.write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not settings.exists():
+            # One partition run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
+            # under 50 calls/s, so a backfill from the UI stays under the account's GetMetricData TPS quota.
+            settings.write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
+    except OSError as error:
+        raise UserError(
+            f"DAGSTER_HOME {home} cannot be used ({error.strerror or error}); point it at a writable directory."
+        ) from None
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -47,6 +52,7 @@ def _console():
 
 def sandbox_command(args: argparse.Namespace) -> int:
     from pipelines.resources import parse_as_of
+    from pipelines.sandbox.auth import PolicyError, load_policy
     from pipelines.sandbox.scenario import ScenarioError
     from pipelines.sandbox.server import FAULT_KINDS, SandboxPortInUse, run
 
@@ -56,6 +62,16 @@ def sandbox_command(args: argparse.Namespace) -> int:
         raise UserError(f"--fault-kinds has {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}.")
     if not 0.0 <= args.fault_rate <= 1.0:
         raise UserError(f"--fault-rate {args.fault_rate} is outside 0..1.")
+    if args.tps is not None and not args.tps > 0:
+        raise UserError(f"--tps {args.tps:g} is not a positive rate; give calls per second, e.g. --tps 50.")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is not a TCP port; use 1..65535, or 0 for a free one.")
+    policy = None
+    if args.policy is not None:
+        try:
+            policy = load_policy(Path(args.policy))
+        except PolicyError as error:
+            raise UserError(f"--policy {args.policy}: {error}.") from None
     try:
         now = parse_as_of(args.now) if args.now else None
     except ValueError as error:
@@ -70,6 +86,8 @@ def sandbox_command(args: argparse.Namespace) -> int:
             fault_rate=args.fault_rate,
             fault_kinds=kinds,
             tps=args.tps,
+            policy=policy,
+            reject_credentials=args.reject_credentials,
         )
     except SandboxPortInUse as error:
         raise UserError(str(error)) from None
@@ -322,6 +340,7 @@ def demo_command(args: argparse.Namespace, *, as_of: datetime | None) -> int:
 def report_command(args: argparse.Namespace, *, as_of: datetime | None) -> int:
     from pipelines.pipeline import rerender_reports
 
+    _dagster_home()
     output_dir = Path(args.output_dir).resolve() if args.output_dir else None
     rerender_reports(
         region=args.region,

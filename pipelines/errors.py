@@ -6,6 +6,8 @@ sentence appears whether AWS or the sandbox answered.
 
 from __future__ import annotations
 
+import re
+
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
@@ -18,6 +20,80 @@ from botocore.exceptions import (
 
 class UserError(Exception):
     """Something the user can fix; the message is one sentence that says what to do."""
+
+
+# The error codes AWS answers when the caller's policies do not allow a call, and when it does not accept the
+# caller's credentials at all, across the query, JSON, REST and EC2 protocols.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+INVALID_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "AuthFailure",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+    }
+)
+
+# The IAM action of each call buw makes, for denials whose message does not name it.
+_ACTION_OF_OPERATION = {
+    "GetMetricData": "cloudwatch:GetMetricData",
+    "ListMetrics": "cloudwatch:ListMetrics",
+    "ListInferenceProfiles": "bedrock:ListInferenceProfiles",
+    "ListTagsForResource": "bedrock:ListTagsForResource",
+    "ListFoundationModels": "bedrock:ListFoundationModels",
+    "ListServiceQuotas": "servicequotas:ListServiceQuotas",
+    "ListAWSDefaultServiceQuotas": "servicequotas:ListAWSDefaultServiceQuotas",
+    "ListRegions": "account:ListRegions",
+    "DescribeRegions": "ec2:DescribeRegions",
+    "Converse": "bedrock:InvokeModel",
+    "GetCallerIdentity": "sts:GetCallerIdentity",
+}
+_NAMED_ACTION = re.compile(r"not authorized to perform:? ([A-Za-z0-9-]+:[A-Za-z0-9*]+)")
+_CODE_IN_TEXT = re.compile(
+    r"\b(" + "|".join(sorted(ACCESS_DENIED_CODES | EXPIRED_CODES | INVALID_CREDENTIAL_CODES)) + r")\b"
+)
+
+
+def denied_action(message: str, operation: str | None = None) -> str:
+    """The IAM action a denial is about: as AWS names it in the message, else the action of ``operation``."""
+    named = _NAMED_ACTION.search(message or "")
+    if named:
+        return named.group(1)
+    if operation:
+        return _ACTION_OF_OPERATION.get(operation, operation)
+    return "an action"
+
+
+def describe_denial(code: str, message: str, operation: str | None, doing: str) -> str | None:
+    """The sentence for an AWS refusal with error ``code``, or None when the code is not a refusal."""
+    if code in ACCESS_DENIED_CODES:
+        action = denied_action(message, operation)
+        return f"AWS denied {action} while {doing}; grant {action} to the role you run buw with (docs/iam-policy.md)."
+    if code in EXPIRED_CODES:
+        return (
+            f"Your AWS credentials have expired ({code} while {doing}); refresh them (e.g. `aws sso login`) "
+            "and run the command again."
+        )
+    if code in INVALID_CREDENTIAL_CODES:
+        return (
+            f"AWS does not accept your credentials ({code} while {doing}); check AWS_PROFILE or --profile and "
+            "the access key, or refresh them (e.g. `aws sso login`)."
+        )
+    return None
+
+
+def describe_aws_text(text: str, doing: str) -> str | None:
+    """The refusal sentence for an AWS failure known only by its text (e.g. a failed Dagster step's message)."""
+    found = _CODE_IN_TEXT.search(text or "")
+    if found is None:
+        return None
+    operation = re.search(r"calling the (\w+) operation", text)
+    api = re.search(r"\b(\w+) in [a-z]{2}(?:-[a-z]+)+-\d failed:", text)
+    name = operation.group(1) if operation else api.group(1) if api else None
+    return describe_denial(found.group(1), text, name, doing)
 
 
 def describe_aws_error(error: BaseException, doing: str) -> str | None:
@@ -37,19 +113,23 @@ def describe_aws_error(error: BaseException, doing: str) -> str | None:
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         message = error.response.get("Error", {}).get("Message", "")
-        operation = getattr(error, "operation_name", "the call")
-        if code in {
-            "AccessDenied",
-            "AccessDeniedException",
-            "UnauthorizedOperation",
-            "UnrecognizedClientException",
-        }:
-            return (
-                f"AWS denied {operation} while {doing} ({message or code}); grant the actions in docs/iam-policy.md "
-                "to your role."
-            )
-        if code in {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch"}:
-            return f"Your AWS credentials were rejected while {doing} ({code}); refresh them (e.g. `aws sso login`)."
+        return describe_denial(code, message, getattr(error, "operation_name", None), doing)
+    return None
+
+
+def describe_refused_step(info, doing: str) -> str | None:
+    """The refusal sentence when AWS refused a failed Dagster step, from its serialized error chain, else None.
+
+    A run keeps only the class names and messages of the exceptions (``SerializableErrorInfo``), so the refusal
+    is recognised by its text.
+    """
+    seen = 0
+    while info is not None and seen < 20:
+        refusal = describe_aws_text(info.message, doing)
+        if refusal:
+            return refusal
+        info = info.cause or info.context
+        seen += 1
     return None
 
 
@@ -88,6 +168,10 @@ def explain(error: BaseException, doing: str = "talking to AWS") -> str | None:
         if message:
             return message
         cause = cause.__cause__
+    # An AWS refusal that reached us only as text, e.g. through a failed Dagster step.
+    message = describe_aws_text(str(error), doing)
+    if message:
+        return message
     if isinstance(error, _known_error_types()):
         return str(error).strip().splitlines()[0]
     return None

@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.endpoint_lookup import resolve_endpoints
-from pipelines.errors import UserError, explain
+from pipelines.errors import UserError, describe_aws_text, describe_refused_step, explain
 from pipelines.report import SUMMARY_WINDOW
 from pipelines.resources import AwsResource, WarehouseResource, default_as_of
 
@@ -118,6 +118,22 @@ def failure_sentence(result: dg.ExecuteInProcessResult) -> str:
     return f"the run ended {result.dagster_run.status.value.lower()}"
 
 
+def aws_refusal(result: dg.ExecuteInProcessResult) -> str | None:
+    """The one sentence for a run AWS refused (an action denied, credentials expired or unknown), else None."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.event_specific_data
+        doing = f"extracting {event.step_key}"
+        failure = getattr(data, "user_failure_data", None)
+        sentence = describe_aws_text(failure.description, doing) if failure and failure.description else None
+        if sentence is None and data.error is not None:
+            sentence = describe_refused_step(data.error, doing)
+        if sentence:
+            return sentence
+    return None
+
+
 def execute(
     aws: AwsResource | None,
     warehouse: WarehouseResource,
@@ -142,11 +158,15 @@ def execute(
             instance=instance,
             resources=resources,
             tags={**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"},
-            # The run's event log is in the Dagster UI; the terminal gets warnings only.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # The run's event log is in the Dagster UI; the terminal gets the outcome in one sentence (a failed
+            # step would otherwise print its stack trace there, at ERROR level).
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             raise_on_error=False,
         )
     if not result.success:
+        refusal = aws_refusal(result)
+        if refusal:
+            raise UserError(refusal)
         raise UserError(
             f"run {result.run_id[:8]} failed at {failure_sentence(result)} (the whole log is in the "
             "Dagster UI: `buw dev`)."
@@ -389,7 +409,7 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
     with console.status(f"reading {request.region} from {days[0]} to {days[-1]} and building the warehouse"):
         result = execute(aws, warehouse, tags)
     endpoints = _rendered_endpoints(warehouse, tags)
-    return _finish(console, warehouse, as_of, result, endpoints)
+    return _finish(console, warehouse, as_of, result, endpoints, regions=[request.region])
 
 
 def _rendered_endpoints(warehouse: WarehouseResource, tags: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -411,7 +431,56 @@ def _check_output_dir(path: Path) -> None:
         ) from None
 
 
-def _finish(console, warehouse, as_of, result, endpoints) -> RunSummary:
+def no_usage_sentences(
+    warehouse: WarehouseResource, as_of: datetime | None, regions: Sequence[str] | None
+) -> list[str]:
+    """ "no Bedrock usage in REGION between START and END" for each region without a single datapoint.
+
+    START and END bound the metrics the lake has read for the region (an empty account leaves no datapoint,
+    only its coverage); ``as_of``, when given, is the END. ``regions`` defaults to every region the lake has read.
+    """
+    import duckdb
+
+    from pipelines.lake import dataset_glob, has_data
+
+    lake = warehouse.lake()
+    covered: dict[str, tuple[datetime, datetime]] = {}
+    if has_data(lake, "metric_coverage"):
+        rows = duckdb.sql(
+            "select region, min(range_start), max(range_end) from read_parquet($glob, hive_partitioning = true) "
+            "group by region",
+            params={"glob": dataset_glob(lake, "metric_coverage")},
+        ).fetchall()
+        covered = {region: (start, end) for region, start, end in rows}
+    with warehouse.connect(read_only=True) as connection:
+        built = connection.execute("select count(*) from duckdb_tables() where table_name = 'endpoint_minute'")
+        active = set()
+        if built.fetchone()[0]:
+            active = {
+                row[0]
+                for row in connection.execute(
+                    "select distinct region from endpoint_minute where ts < coalesce($as_of, ts + interval 1 minute)",
+                    {"as_of": as_of},
+                ).fetchall()
+            }
+    sentences = []
+    for region in sorted(regions if regions is not None else covered):
+        if region in active:
+            continue
+        start, end = covered.get(region, (None, as_of))
+        end = as_of or end
+        if end is None:
+            continue
+        span = (
+            f"between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC"
+            if start
+            else f"up to {end:%Y-%m-%d %H:%M} UTC"
+        )
+        sentences.append(f"no Bedrock usage in {region} {span}: CloudWatch holds no Bedrock metric for it there.")
+    return sentences
+
+
+def _finish(console, warehouse, as_of, result, endpoints, regions: Sequence[str] | None = None) -> RunSummary:
     rows = summary_rows(warehouse, endpoints)
     index = warehouse.reports() / "index.html"
     cost = extract_cost(result) if result is not None else {}
@@ -421,7 +490,15 @@ def _finish(console, warehouse, as_of, result, endpoints) -> RunSummary:
             f"{cost['metrics_requested']:,} metrics requested (≈ ${cost['estimated_cost_usd']:.4f}), "
             f"{cost['datapoints']:,} datapoints"
         )
-    print_summary(console, rows, index if index.exists() else None)
+    silent = [] if rows else no_usage_sentences(warehouse, as_of, regions)
+    if silent:
+        # An empty table and blank report pages would read as a failure; say what was looked at instead.
+        for sentence in silent:
+            console.print(sentence)
+        if index.exists():
+            console.print(f"Report index: {index}")
+    else:
+        print_summary(console, rows, index if index.exists() else None)
     return RunSummary(
         as_of=as_of,
         partitions=int(cost.get("days", 0)),
@@ -508,6 +585,12 @@ def rerender_reports(
         built = connection.execute("select count(*) from duckdb_tables() where table_name = 'window_stats'").fetchone()
         stored = connection.execute("select max(as_of) from window_stats").fetchone()[0] if built[0] else None
     if stored is None and as_of is None:
+        # An account without usage leaves coverage but no datapoint: say that rather than "run buw analyze".
+        silent = no_usage_sentences(warehouse, None, [region] if region else None)
+        if silent:
+            for sentence in silent:
+                console.print(sentence)
+            return
         raise UserError("the warehouse holds no usage yet; run `buw analyze` (or pass --as-of to build the marts).")
     # A new as_of moves every window, so the marts are rebuilt first; otherwise only the pages are rendered.
     build_models_and_reports(warehouse, as_of or stored, endpoints=endpoints, steps="all" if as_of else "reports")

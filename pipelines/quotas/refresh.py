@@ -166,6 +166,12 @@ def refresh_regions(factory: ClientFactory, directory: Path, *, home_region: str
         try:
             enabled, source = list_regions(factory("ec2", calling_region)), "ec2:DescribeRegions"
         except AwsApiError as fallback:
+            if fallback.code in {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}:
+                # Either action lists the regions; the user needs to hear about the first one.
+                raise UserError(
+                    "AWS denied account:ListRegions (and the fallback ec2:DescribeRegions) while listing the "
+                    "enabled regions; grant account:ListRegions to the role you run buw with (docs/iam-policy.md)."
+                ) from fallback
             raise _user_error(fallback, "listing the enabled regions") from fallback
     regions = sorted(set(enabled) & set(BEDROCK_REGIONS))
     _write_yaml(

@@ -66,15 +66,28 @@ class ApiError(Exception):
     """An AWS error answered in the caller's protocol.
 
     ``code`` is what ``ClientError.response['Error']['Code']`` shows, ``status`` the HTTP status, ``sender``
-    whether the caller (not the service) is at fault.
+    whether the caller (not the service) is at fault. ``query_code`` is the code the query protocol uses when
+    it differs from the JSON one (``AccessDenied`` for ``AccessDeniedException``); ``namespace`` the Smithy
+    namespace of a JSON/CBOR ``__type`` when the error is not the service's own.
     """
 
-    def __init__(self, code: str, message: str, status: int = 400, *, sender: bool | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int = 400,
+        *,
+        sender: bool | None = None,
+        query_code: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.sender = status < 500 if sender is None else sender
+        self.query_code = query_code
+        self.namespace = namespace
 
 
 @dataclass(frozen=True)
@@ -949,18 +962,19 @@ def encode_error(route_: Route | None, error: ApiError, req_id: str, protocol: s
     model = route_.service if route_ is not None else None
     shape = _error_shape(model, error.code)
     fault = "Sender" if error.sender else "Receiver"
+    query_code = error.query_code or error.code
     if protocol in ("query", "ec2"):
         message = xml_escape(error.message)
         if protocol == "ec2":
             body = (
                 '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
-                f"<Code>{error.code}</Code><Message>{message}</Message></Error></Errors>"
+                f"<Code>{query_code}</Code><Message>{message}</Message></Error></Errors>"
                 f"<RequestID>{req_id}</RequestID></Response>"
             )
         else:
             namespace = model.metadata.get("xmlNamespace", "") if model is not None else ""
             body = (
-                f'<ErrorResponse xmlns="{namespace}"><Error><Type>{fault}</Type><Code>{error.code}</Code>'
+                f'<ErrorResponse xmlns="{namespace}"><Error><Type>{fault}</Type><Code>{query_code}</Code>'
                 f"<Message>{message}</Message></Error><RequestId>{req_id}</RequestId></ErrorResponse>"
             )
         return HttpResponse(
@@ -983,9 +997,9 @@ def encode_error(route_: Route | None, error: ApiError, req_id: str, protocol: s
     query_compatible = model is not None and "awsQueryCompatible" in model.metadata
     if query_compatible:
         # CloudWatch's JSON and CBOR answers carry the old query error code in this header; botocore uses it.
-        headers.append(("x-amzn-query-error", f"{error.code};{fault}"))
+        headers.append(("x-amzn-query-error", f"{query_code};{fault}"))
     if protocol == "smithy-rpc-v2-cbor":
-        namespace = _smithy_namespace(model)
+        namespace = error.namespace or _smithy_namespace(model)
         out = bytearray()
         _cbor_head(out, 5, 2)
         _cbor_text(out, "__type")
@@ -996,7 +1010,7 @@ def encode_error(route_: Route | None, error: ApiError, req_id: str, protocol: s
         return HttpResponse(error.status, tuple(headers), bytes(out))
     if protocol == "json":
         version = model.metadata.get("jsonVersion", "1.0") if model is not None else "1.0"
-        namespace = _smithy_namespace(model)
+        namespace = error.namespace or _smithy_namespace(model)
         document = {
             "__type": f"{namespace}#{type_name}" if namespace else type_name,
             message_key: error.message,

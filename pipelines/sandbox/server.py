@@ -24,9 +24,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from pipelines.sandbox import protocols
+from pipelines.sandbox import auth, protocols
 from pipelines.sandbox.protocols import ApiError, HttpRequest, HttpResponse, Route
 from pipelines.sandbox.scenario import Scenario, load_scenario
 from pipelines.sandbox.services import (
@@ -171,7 +172,10 @@ class SandboxServer:
     (else the wall clock); traffic is anchored on the initial clock, so moving the clock later never changes
     the value of any minute. ``fault_rate`` is the share of AWS calls that fail with one of ``fault_kinds``,
     drawn from a sequence seeded by ``seed`` so a run repeats; ``tps`` limits AWS calls per second
-    (ThrottlingException above).
+    (ThrottlingException above). ``policy`` (an IAM policy document, JSON text or a path) makes every call
+    its actions do not allow fail with the service's access-denied error; ``reject_credentials``
+    (``expired`` or ``invalid``) makes every call fail as AWS does for such credentials (see
+    :mod:`pipelines.sandbox.auth`).
     """
 
     def __init__(
@@ -186,6 +190,8 @@ class SandboxServer:
         fault_kinds: tuple[str, ...] | list[str] = FAULT_KINDS,
         tps: float | None = None,
         slow_seconds: float = 2.0,
+        policy: auth.Policy | dict | str | Path | None = None,
+        reject_credentials: str | None = None,
     ) -> None:
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault rate must be between 0 and 1; got {fault_rate}")
@@ -194,8 +200,14 @@ class SandboxServer:
             raise ValueError(
                 f"unknown fault kind {', '.join(map(repr, unknown)) or '(none given)'}; use {', '.join(FAULT_KINDS)}"
             )
-        if tps is not None and tps <= 0:
+        if tps is not None and not tps > 0:
             raise ValueError(f"tps must be positive; got {tps}")
+        if reject_credentials is not None and reject_credentials not in auth.REJECT_KINDS:
+            raise ValueError(
+                f"credentials can be rejected as {' or '.join(auth.REJECT_KINDS)}; got {reject_credentials!r}"
+            )
+        self.policy = auth.load_policy(policy) if policy is not None else None
+        self.reject_credentials = reject_credentials
         self.scenario = scenario if not isinstance(scenario, str) else load_scenario(scenario)
         self.seed = seed
         self.host = host
@@ -307,6 +319,9 @@ class SandboxServer:
                 protocols.wire_protocol(request),
             )
         self._stats.call(route.call_name)
+        refusal = self._authorize(route)
+        if refusal is not None:
+            return protocols.encode_error(route, refusal, req_id)
         if self._bucket is not None and not self._bucket.take():
             self._stats.fault("tps")
             return protocols.encode_error(route, ApiError("ThrottlingException", "Rate exceeded"), req_id)
@@ -332,6 +347,25 @@ class SandboxServer:
             log.exception("sandbox handler failed for %s", route.call_name)
             error = ApiError("InternalFailure", f"The sandbox failed while answering {route.call_name}.", 500)
             return protocols.encode_error(route, error, req_id)
+
+    def set_policy(self, policy: auth.Policy | dict | str | Path | None) -> None:
+        """Enforce ``policy`` from the next call on (None: every call allowed)."""
+        self.policy = auth.load_policy(policy) if policy is not None else None
+
+    def _authorize(self, route: Route) -> ApiError | None:
+        # AWS authenticates the caller before it authorises the action, and both before throttling.
+        if self.reject_credentials is not None:
+            return auth.rejected_credentials(route, self.reject_credentials)
+        policy = self.policy
+        action = auth.iam_action(route)
+        if policy is None or action is None:
+            return None
+        decision = policy.decide(action)
+        if decision == "allow":
+            return None
+        # The identity STS GetCallerIdentity reports for the sandbox's caller.
+        principal = f"arn:aws:iam::{self.scenario.account_id}:user/sandbox"
+        return auth.access_denied(route, action, principal, explicit=decision == "explicit-deny")
 
     def _draw_fault(self) -> str | None:
         if self.fault_rate <= 0:
@@ -516,6 +550,8 @@ def run(
     fault_rate: float = 0.0,
     fault_kinds: tuple[str, ...] | list[str] = FAULT_KINDS,
     tps: float | None = None,
+    policy: auth.Policy | dict | str | Path | None = None,
+    reject_credentials: str | None = None,
 ) -> None:
     """Serve the sandbox in the foreground until KeyboardInterrupt, after printing the endpoint and the
     environment to point boto3 at it. Raises :class:`SandboxPortInUse` when the port is taken."""
@@ -528,11 +564,17 @@ def run(
         fault_rate=fault_rate,
         fault_kinds=fault_kinds,
         tps=tps,
+        policy=policy,
+        reject_credentials=reject_credentials,
     )
     server.start()
     region = server.scenario.regions[0] if server.scenario.regions else "us-east-1"
     print(f"Sandbox for scenario {server.scenario.name!r} (seed {seed}) serving at {server.endpoint_url}")
     print(f"Clock: {_iso(server.now())}{' (pinned)' if now is not None else ''}")
+    if policy is not None:
+        print("An IAM policy is enforced: a call whose action it does not allow gets AccessDenied.")
+    if reject_credentials is not None:
+        print(f"Every call is refused: the caller's credentials are {reject_credentials}.")
     print("Point boto3 (or any AWS SDK tool) at it with:")
     print(
         f"export AWS_ENDPOINT_URL={server.endpoint_url} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "

@@ -120,4 +120,4 @@ def test_access_denied_names_the_call_and_the_policy(monkeypatch, tmp_path, caps
     assert cli.main(["analyze", "-r", "us-east-1", "-y"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
-    assert "AWS denied GetCallerIdentity" in err and "docs/iam-policy.md" in err
+    assert "AWS denied sts:GetCallerIdentity while" in err and "docs/iam-policy.md" in err

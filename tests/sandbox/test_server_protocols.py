@@ -289,3 +289,148 @@ def test_a_region_aws_does_not_have_is_refused_and_a_real_empty_region_answers_e
     empty = boto3_client("bedrock", region="eu-west-1")
     assert empty.list_inference_profiles()["inferenceProfileSummaries"] == []
     assert empty.list_foundation_models()["modelSummaries"] == []
+
+
+# ---- IAM policy and rejected credentials ------------------------------------------------------------------
+
+ACCOUNT_ARN = "arn:aws:iam::{account}:user/sandbox"
+ONLY_BEDROCK_LISTS = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": ["bedrock:List*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "bedrock:ListTagsForResource", "Resource": "*"},
+    ],
+}
+
+
+@pytest.fixture
+def guarded(monkeypatch, aws_env):
+    """``guarded(policy=..., reject_credentials=...)``: a demo sandbox with those options, AWS_ENDPOINT_URL on it."""
+    started = []
+
+    def start(**options):
+        server = SandboxServer("demo", now=NOW, **options).start()
+        started.append(server)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def denial(action, account):
+    return (
+        f"User: {ACCOUNT_ARN.format(account=account)} is not authorized to perform: {action} because no "
+        f"identity-based policy allows the {action} action"
+    )
+
+
+@pytest.mark.parametrize("protocol", CLOUDWATCH_PROTOCOLS)
+def test_a_policy_denies_cloudwatch_as_aws_does_in_every_protocol(guarded, cloudwatch_client, protocol):
+    server = guarded(policy=ONLY_BEDROCK_LISTS)
+    client = cloudwatch_client(protocol)
+    with pytest.raises(ClientError) as excinfo:
+        client.get_metric_data(
+            MetricDataQueries=[query("q", "Invocations", BUSY)], StartTime=NOW - timedelta(hours=1), EndTime=NOW
+        )
+    assert error_of(excinfo) == ("AccessDenied", 403, denial("cloudwatch:GetMetricData", server.scenario.account_id))
+
+
+def test_a_policy_denies_bedrock_and_service_quotas_with_their_modeled_errors(guarded, boto3_client):
+    server = guarded(
+        policy={"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "bedrock:ListFoundation*"}}
+    )
+    account = server.scenario.account_id
+    bedrock = boto3_client("bedrock")
+    assert bedrock.list_foundation_models()["modelSummaries"]
+    with pytest.raises(bedrock.exceptions.AccessDeniedException) as excinfo:
+        bedrock.list_inference_profiles()
+    assert error_of(excinfo) == ("AccessDeniedException", 403, denial("bedrock:ListInferenceProfiles", account))
+    quotas = boto3_client("service-quotas")
+    with pytest.raises(quotas.exceptions.AccessDeniedException) as excinfo:
+        quotas.list_service_quotas(ServiceCode="bedrock")
+    assert error_of(excinfo)[::2] == ("AccessDeniedException", denial("servicequotas:ListServiceQuotas", account))
+    ec2 = boto3_client("ec2")
+    with pytest.raises(ClientError) as excinfo:
+        ec2.describe_regions()
+    code, status, message = error_of(excinfo)
+    assert (code, status) == ("UnauthorizedOperation", 403)
+    assert message.endswith(denial("ec2:DescribeRegions", account))
+
+
+def test_wildcards_allow_and_an_explicit_deny_wins(guarded, boto3_client):
+    server = guarded(policy=json.dumps(ONLY_BEDROCK_LISTS))
+    bedrock = boto3_client("bedrock")
+    assert bedrock.list_inference_profiles(typeEquals="APPLICATION")["inferenceProfileSummaries"]
+    arn = bedrock.list_inference_profiles(typeEquals="APPLICATION")["inferenceProfileSummaries"][0]
+    with pytest.raises(bedrock.exceptions.AccessDeniedException) as excinfo:
+        bedrock.list_tags_for_resource(resourceARN=arn["inferenceProfileArn"])
+    assert error_of(excinfo)[2] == (
+        f"User: {ACCOUNT_ARN.format(account=server.scenario.account_id)} is not authorized to perform: "
+        "bedrock:ListTagsForResource with an explicit deny in an identity-based policy"
+    )
+    # Not a List* action, so nothing allows it.
+    with pytest.raises(bedrock.exceptions.AccessDeniedException):
+        bedrock.get_inference_profile(inferenceProfileIdentifier=arn["inferenceProfileId"])
+
+
+def test_get_caller_identity_needs_no_permission(guarded, boto3_client, tmp_path):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:Get*"}]}))
+    server = guarded(policy=path)
+    assert boto3_client("sts").get_caller_identity()["Account"] == server.scenario.account_id
+    with pytest.raises(ClientError) as excinfo:
+        boto3_client("account").list_regions()
+    assert error_of(excinfo)[:2] == ("AccessDeniedException", 403)
+
+
+EXPIRED = "The security token included in the request is expired"
+INVALID = "The security token included in the request is invalid."
+
+
+@pytest.mark.parametrize(
+    ("kind", "cloudwatch_code", "json_code", "message"),
+    [
+        ("expired", "ExpiredToken", "ExpiredTokenException", EXPIRED),
+        ("invalid", "InvalidClientTokenId", "UnrecognizedClientException", INVALID),
+    ],
+)
+def test_rejected_credentials_fail_every_call_as_aws_words_it(
+    guarded, cloudwatch_client, boto3_client, kind, cloudwatch_code, json_code, message
+):
+    guarded(reject_credentials=kind)
+    no_retries = Config(retries={"total_max_attempts": 1})
+    for protocol in CLOUDWATCH_PROTOCOLS:
+        with pytest.raises(ClientError) as excinfo:
+            cloudwatch_client(protocol, config=no_retries).list_metrics(Namespace="AWS/Bedrock")
+        assert error_of(excinfo) == (cloudwatch_code, 403, message), protocol
+    with pytest.raises(ClientError) as excinfo:
+        boto3_client("sts", config=no_retries).get_caller_identity()
+    assert error_of(excinfo) == (cloudwatch_code, 403, message)
+    with pytest.raises(ClientError) as excinfo:
+        boto3_client("bedrock", config=no_retries).list_foundation_models()
+    assert error_of(excinfo) == (json_code, 403, message)
+    with pytest.raises(ClientError) as excinfo:
+        boto3_client("service-quotas", config=no_retries).list_service_quotas(ServiceCode="bedrock")
+    assert error_of(excinfo) == (json_code, 400, message)
+    with pytest.raises(ClientError) as excinfo:
+        boto3_client("ec2", config=no_retries).describe_regions()
+    assert error_of(excinfo)[0] == ("RequestExpired" if kind == "expired" else "AuthFailure")
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ("{not json", "not valid JSON"),
+        ({"Version": "2012-10-17"}, "has no Statement"),
+        ({"Statement": [{"Effect": "Permit", "Action": "s3:*"}]}, "Effect 'Permit'"),
+        ({"Statement": [{"Effect": "Allow", "Action": "s3:*", "Condition": {}}]}, "has Condition"),
+        ({"Statement": [{"Effect": "Allow", "Action": "GetMetricData"}]}, "is not an action"),
+    ],
+)
+def test_a_policy_the_sandbox_cannot_evaluate_is_refused(document, complaint):
+    from pipelines.sandbox.auth import PolicyError
+
+    with pytest.raises(PolicyError, match=complaint):
+        SandboxServer("demo", now=NOW, policy=document)
