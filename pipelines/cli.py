@@ -46,7 +46,7 @@ def parse_granularity(text: str) -> dict[str, str]:
 def _as_of(text: str | None) -> datetime | None:
     if text is None:
         return None
-    from pipelines.resources import parse_as_of
+    from pipelines.settings import parse_as_of
 
     try:
         return parse_as_of(text)

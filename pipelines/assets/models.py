@@ -7,6 +7,9 @@ One model is Python rather than SQL: ``quota_map`` parses quota names (pipelines
 well; it sits in the same graph and order.
 """
 
+import inspect
+import re
+
 import dagster as dg
 
 from pipelines.checks_sql import (
@@ -15,9 +18,22 @@ from pipelines.checks_sql import (
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from pipelines.models import PYTHON_MODELS, SqlModel, all_models, build_any, build_order, load_seeds, seed_names
+from pipelines.models import (
+    PYTHON_MODELS,
+    SqlModel,
+    TableDoc,
+    all_models,
+    build_any,
+    build_order,
+    load_seeds,
+    seed_names,
+    table_docs,
+)
+from pipelines.publish import WarehouseBusy, building
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
+from pipelines.quotas.warehouse import build_quota_map
 from pipelines.resources import WarehouseResource, run_as_of
+from pipelines.settings import utc_text
 
 # Raw datasets each staging model reads (asset keys of the extract group).
 RAW_INPUTS = {
@@ -64,18 +80,52 @@ def _preview(connection, name: str) -> str:
     return "\n".join(lines)
 
 
+def plain_text(docstring: str | None) -> str:
+    """A docstring as the plain text the Dagster UI shows: code markup removed, wrapped lines joined."""
+    text = inspect.cleandoc(docstring or "").replace("``", "")
+    text = re.sub(r":(?:func|class|mod|meth|attr):`~?([^`]+)`", r"\1", text)
+    paragraphs = [" ".join(part.split()) for part in text.split("\n\n")]
+    return "\n\n".join(part for part in paragraphs if part)
+
+
 def _description(model: SqlModel) -> str:
     if model.name in PYTHON_MODELS:
         return "Maps each endpoint to its Service Quotas codes (pipelines/quotas/warehouse.py, no LLM)."
-    header = []
-    for line in model.sql.splitlines():
-        if not line.startswith("--"):
-            break
-        header.append(line.removeprefix("--").strip())
-    return f"Runs sql/{model.layer}/{model.path.name}.\n\n" + " ".join(header)
+    return f"Runs sql/{model.layer}/{model.path.name}.\n\n{model.description}"
 
 
-def _spec(model: SqlModel, seeds: set[str]) -> dg.AssetSpec:
+def column_schema(doc: TableDoc) -> dg.TableSchema:
+    """The table's columns as Dagster shows them: the data dictionary's types and descriptions, which the model
+    step also writes into DuckDB as column comments."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(column.name, column.type, description=column.description) for column in doc.columns]
+    )
+
+
+# The code of each Python model: what its asset's code reference points at.
+PYTHON_MODEL_CODE = {"quota_map": build_quota_map}
+
+
+def _code_reference(model: SqlModel) -> dg.CodeReferencesMetadataValue:
+    # For a SQL model the SQL file is the code.
+    if model.name in PYTHON_MODEL_CODE:
+        function = PYTHON_MODEL_CODE[model.name]
+        reference = dg.LocalFileCodeReference(
+            file_path=inspect.getsourcefile(function) or str(model.path),
+            line_number=inspect.getsourcelines(function)[1],
+            label=f"{model.name} ({function.__module__}.{function.__name__})",
+        )
+    else:
+        reference = dg.LocalFileCodeReference(
+            file_path=str(model.path), line_number=1, label=f"sql/{model.layer}/{model.path.name}"
+        )
+    return dg.CodeReferencesMetadataValue(code_references=[reference])
+
+
+def _spec(model: SqlModel, seeds: set[str], docs: dict[str, TableDoc]) -> dg.AssetSpec:
+    metadata: dict[str, object] = {"dagster/code_references": _code_reference(model)}
+    if model.name in docs:
+        metadata["dagster/column_schema"] = column_schema(docs[model.name])
     # Seeds (sql/seeds/*.csv) are loaded by the model step itself, so they are not upstream assets.
     return dg.AssetSpec(
         key=model.name,
@@ -83,6 +133,7 @@ def _spec(model: SqlModel, seeds: set[str]) -> dg.AssetSpec:
         group_name="models",
         kinds={"duckdb", "python"} if model.name in PYTHON_MODELS else {"duckdb", "sql"},
         description=_description(model),
+        metadata=metadata,
         skippable=True,
     )
 
@@ -92,49 +143,63 @@ def build_models_asset() -> dg.AssetsDefinition:
     models = {model.name: model for model in all_models()}
     order = build_order(models.values())
     seeds = set(seed_names())
+    docs = table_docs()
     check_specs = [
-        dg.AssetCheckSpec(name=name, asset=asset, blocking=blocking, description=function.__doc__)
+        dg.AssetCheckSpec(name=name, asset=asset, blocking=blocking, description=plain_text(function.__doc__))
         for asset, name, function, blocking, _ in CHECKS
         if asset in models
     ]
 
     @dg.multi_asset(
         name="sql_models",
-        specs=[_spec(models[name], seeds) for name in order],
+        specs=[_spec(models[name], seeds, docs) for name in order],
         check_specs=check_specs,
         can_subset=True,
     )
     def sql_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        """Builds the selected models in dependency order in warehouse/usage.duckdb, then their checks."""
+        """Builds the selected models in dependency order into a new DuckDB file, runs their checks on it, then
+        publishes it as warehouse/usage.duckdb (pipelines/publish.py), so readers are never locked out."""
         as_of = run_as_of(context, warehouse)
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         lake = warehouse.lake()
-        with warehouse.connect() as connection:
-            load_seeds(connection)
-            for name in order:
-                if name not in selected:
-                    continue
-                rows = build_any(connection, models[name], lake=lake, as_of=as_of)
-                yield dg.MaterializeResult(
-                    asset_key=name,
-                    metadata={
-                        "rows": dg.MetadataValue.int(rows),
-                        "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
-                        "path": dg.MetadataValue.path(str(warehouse.database())),
-                        "preview": dg.MetadataValue.md(_preview(connection, name)),
-                    },
-                )
-                for asset, check_name, function, _, severity in CHECKS:
-                    key = dg.AssetCheckKey(dg.AssetKey(asset), check_name)
-                    if asset != name or key not in context.selected_asset_check_keys:
+        database = warehouse.database()
+        # Events are yielded once the file is published: a materialization then means readers can see the table.
+        events: list[dg.MaterializeResult | dg.AssetCheckResult] = []
+        try:
+            with building(database, context.run.run_id, copy_current=not set(order) <= selected) as connection:
+                load_seeds(connection)
+                for name in order:
+                    if name not in selected:
                         continue
-                    outcome = function(connection, lake=lake, as_of=as_of)
-                    yield dg.AssetCheckResult(
-                        asset_key=asset,
-                        check_name=check_name,
-                        passed=outcome.passed,
-                        severity=severity,
-                        metadata={"violations": outcome.violations, **outcome.metadata},
+                    rows = build_any(connection, models[name], lake=lake, as_of=as_of)
+                    events.append(
+                        dg.MaterializeResult(
+                            asset_key=name,
+                            metadata={
+                                "dagster/row_count": dg.MetadataValue.int(rows),
+                                "as_of": dg.MetadataValue.text(utc_text(as_of)),
+                                "path": dg.MetadataValue.path(str(database)),
+                                "preview": dg.MetadataValue.md(_preview(connection, name)),
+                            },
+                        )
                     )
+                    for asset, check_name, function, _, severity in CHECKS:
+                        key = dg.AssetCheckKey(dg.AssetKey(asset), check_name)
+                        if asset != name or key not in context.selected_asset_check_keys:
+                            continue
+                        outcome = function(connection, lake=lake, as_of=as_of)
+                        events.append(
+                            dg.AssetCheckResult(
+                                asset_key=asset,
+                                check_name=check_name,
+                                passed=outcome.passed,
+                                severity=severity,
+                                metadata={"violations": outcome.violations, **outcome.metadata},
+                            )
+                        )
+        except WarehouseBusy as error:
+            raise dg.Failure(description=str(error)) from error
+        context.log.info(f"published {len(selected & set(order))} models in {database}")
+        yield from events
 
     return sql_models
