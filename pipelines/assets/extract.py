@@ -32,6 +32,7 @@ from pipelines.aws.cloudwatch import fetch_metric_data, list_model_ids
 from pipelines.aws.quotas import list_service_quotas
 from pipelines.aws.records import CallStats, MetricPoints
 from pipelines.resources import AwsResource, WarehouseResource, run_as_of
+from pipelines.settings import utc_text
 
 BACKFILL_DAYS = 30
 
@@ -657,9 +658,9 @@ def _listing_time(aws: AwsResource, dataset: str) -> datetime:
 
 def _snapshot_metadata(result: SnapshotResult, listed_at: datetime) -> dict:
     return {
-        "rows": dg.MetadataValue.int(result.rows),
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
         "rows_by_region": dg.MetadataValue.json(result.rows_by_region),
-        "listed_at": dg.MetadataValue.text(listed_at.isoformat() + "Z"),
+        "listed_at": dg.MetadataValue.text(utc_text(listed_at)),
         "path": dg.MetadataValue.path(str(result.paths[0].parent.parent.parent) if result.paths else ""),
         "preview": dg.MetadataValue.md(result.preview),
     }
