@@ -22,7 +22,7 @@ DATABASE_FILE = "usage.duckdb"
 
 # The oldest DuckDB release that must open the warehouse file (pyproject.toml's lower bound for duckdb). The file
 # is written in that release's storage format, so a notebook or BI tool with an older DuckDB than the one that
-# built the marts still reads them; tests/warehouse/test_old_duckdb_reads.py opens it with that very release.
+# built the marts still reads them; tests/interop/test_old_duckdb.py opens it with that very release.
 OLDEST_READER = "1.3.0"
 STORAGE_VERSION = f"v{OLDEST_READER}"
 
