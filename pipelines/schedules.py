@@ -13,6 +13,7 @@ import dagster as dg
 
 from pipelines.assets.extract import held_partitions, partitions_to_refresh
 from pipelines.resources import AS_OF_TAG, AwsResource, WarehouseResource
+from pipelines.settings import utc_text
 
 METRIC_ASSETS = dg.AssetSelection.assets("metric_points")
 REFRESH_ASSETS = dg.AssetSelection.groups("extract", "models", "report") - METRIC_ASSETS
@@ -63,9 +64,7 @@ def hourly_metrics(context: dg.ScheduleEvaluationContext, aws: AwsResource, ware
         if str(key) in busy:
             # A backfill run of it is still queued or running (a first backfill outlasts an hour).
             continue
-        yield dg.RunRequest(
-            run_key=f"{key}@{moment:%Y-%m-%dT%H}", partition_key=key, tags={AS_OF_TAG: as_of.isoformat()}
-        )
+        yield dg.RunRequest(run_key=f"{key}@{moment:%Y-%m-%dT%H}", partition_key=key, tags={AS_OF_TAG: utc_text(as_of)})
 
 
 @dg.schedule(
@@ -79,7 +78,7 @@ def hourly_refresh(context: dg.ScheduleEvaluationContext):
     moment = (context.scheduled_execution_time or datetime.now(UTC)).astimezone(UTC)
     # Windows end where the metrics tick ten minutes earlier stopped reading, so no window holds unread minutes.
     as_of = moment.replace(second=0, microsecond=0) - timedelta(minutes=10)
-    return dg.RunRequest(run_key=f"refresh@{moment:%Y-%m-%dT%H}", tags={AS_OF_TAG: as_of.isoformat()})
+    return dg.RunRequest(run_key=f"refresh@{moment:%Y-%m-%dT%H}", tags={AS_OF_TAG: utc_text(as_of)})
 
 
 SCHEDULES = [hourly_metrics, hourly_refresh]
