@@ -1,8 +1,9 @@
 """SQL models as Dagster assets: one asset per file in sql/, named after the file, built in one step.
 
 DuckDB allows one writer per database file, so every model is built by a single multi-asset step in dependency
-order (the "single-writer model step" of DESIGN §8); each model is still its own asset in the graph, with its
-own materialization, metadata and checks. The quality checks run inside the same step for the same reason.
+order; each model is still its own asset in the graph, with its own materialization, metadata and checks. The
+quality checks run inside the same step for the same reason. The step writes a new file and publishes it over
+``usage.duckdb`` at the end (pipelines/publish.py), so readers of the warehouse never wait for it.
 One model is Python rather than SQL: ``quota_map`` parses quota names (pipelines/quotas/), which SQL cannot do
 well; it sits in the same graph and order.
 """
