@@ -66,9 +66,7 @@ class AwsResource(dg.ConfigurableResource):
 
     def target_regions(self) -> list[str]:
         """The regions to extract: the configured list, else ``BUW_REGIONS``, else the session's region."""
-        if self.regions:
-            return list(self.regions)
-        listed = [name.strip() for name in os.environ.get("BUW_REGIONS", "").split(",") if name.strip()]
+        listed = settings.listed_regions(self.regions)
         if listed:
             return listed
         region = self.session().region_name or os.environ.get("AWS_DEFAULT_REGION")

@@ -8,13 +8,14 @@ asked for, never at import time:
 - ``BUW_WAREHOUSE`` (default ``./warehouse``): the lake (``lake/``) and the DuckDB file (``usage.duckdb``);
 - ``BUW_REPORTS`` (default ``./reports/out``): generated reports;
 - ``BUW_DATA_DIR`` (default: the platform's user data directory for "buw"): quota overrides and cached metadata;
-- ``BUW_AS_OF`` (default: the current minute): the end of every window.
+- ``BUW_AS_OF`` (default: the current minute): the end of every window;
+- ``BUW_REGIONS`` (default: the AWS session's region): the regions the Dagster assets extract.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +58,13 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("buw"))
+
+
+def listed_regions(override: Sequence[str] | None = None) -> list[str]:
+    """The regions set explicitly: ``override``, else ``BUW_REGIONS`` (comma-separated); empty when neither is."""
+    if override:
+        return list(override)
+    return [name.strip() for name in os.environ.get("BUW_REGIONS", "").split(",") if name.strip()]
 
 
 def parse_as_of(text: str) -> datetime:
