@@ -49,7 +49,7 @@ def _with_ui_metadata(spec: dg.AssetSpec, raw: dict[str, TableDoc]) -> dg.AssetS
 
 def _assets() -> list:
     with warnings.catch_warnings():
-        # Code references are marked beta; they are what links an asset to its SQL file in the UI.
+        # Code references are marked beta; they are what links an asset to its code in the UI.
         warnings.simplefilter("ignore", dg.BetaWarning)
         raw = lake_docs()
         assets = dg.map_asset_specs(

@@ -10,6 +10,7 @@ well; it sits in the same graph and order.
 
 import inspect
 import re
+import warnings
 
 import dagster as dg
 
@@ -108,19 +109,22 @@ PYTHON_MODEL_CODE = {"quota_map": build_quota_map}
 
 
 def _code_reference(model: SqlModel) -> dg.CodeReferencesMetadataValue:
-    # For a SQL model the SQL file is the code.
-    if model.name in PYTHON_MODEL_CODE:
-        function = PYTHON_MODEL_CODE[model.name]
-        reference = dg.LocalFileCodeReference(
-            file_path=inspect.getsourcefile(function) or str(model.path),
-            line_number=inspect.getsourcelines(function)[1],
-            label=f"{model.name} ({function.__module__}.{function.__name__})",
-        )
-    else:
-        reference = dg.LocalFileCodeReference(
-            file_path=str(model.path), line_number=1, label=f"sql/{model.layer}/{model.path.name}"
-        )
-    return dg.CodeReferencesMetadataValue(code_references=[reference])
+    # For a SQL model the SQL file is the code. Dagster marks code references beta and warns on each one; the
+    # warning would reach every `buw analyze` terminal, and the link in the UI is all they are used for.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        if model.name in PYTHON_MODEL_CODE:
+            function = PYTHON_MODEL_CODE[model.name]
+            reference = dg.LocalFileCodeReference(
+                file_path=inspect.getsourcefile(function) or str(model.path),
+                line_number=inspect.getsourcelines(function)[1],
+                label=f"{model.name} ({function.__module__}.{function.__name__})",
+            )
+        else:
+            reference = dg.LocalFileCodeReference(
+                file_path=str(model.path), line_number=1, label=f"sql/{model.layer}/{model.path.name}"
+            )
+        return dg.CodeReferencesMetadataValue(code_references=[reference])
 
 
 def _spec(model: SqlModel, seeds: set[str], docs: dict[str, TableDoc]) -> dg.AssetSpec:
