@@ -122,7 +122,8 @@ def _query_failure(connection, query: str, error: Exception) -> str:
 
     import duckdb
 
-    message = f"the query failed: {_first_line(error)}"
+    # DuckDB ends some messages with "!", which reads oddly before the hint.
+    message = f"the query failed: {_first_line(error).rstrip('!')}"
     if isinstance(error, duckdb.ParserException) and re.search(r'(?<!["\w])window(?![\w"])', query, re.IGNORECASE):
         return f'{message}; window is an SQL keyword, so write the column as "window" (in double quotes).'
     if isinstance(error, duckdb.CatalogException) and "does not exist" in str(error):
@@ -132,11 +133,15 @@ def _query_failure(connection, query: str, error: Exception) -> str:
                 "select table_name from duckdb_tables() where schema_name = 'main' order by table_name"
             ).fetchall()
         ]
-        marts = [name for name in tables if not name.startswith("stg_")]
-        staging = [name for name in tables if name.startswith("stg_")]
+        # Only on this error path: the models module is heavier than the rest of `buw sql`.
+        from pipelines.models import seed_names
+
+        seeds = set(seed_names())
+        marts = [name for name in tables if not name.startswith("stg_") and name not in seeds]
+        others = [name for name in tables if name.startswith("stg_") or name in seeds]
         return (
             f"{message}; the marts are {', '.join(marts) or 'not built yet'}"
-            + (f" (and the staging tables {', '.join(staging)})" if staging else "")
+            + (f" (staging and lookup tables: {', '.join(others)})" if others else "")
             + "."
         )
     if isinstance(error, duckdb.PermissionException):
