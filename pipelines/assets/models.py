@@ -90,6 +90,18 @@ def plain_text(docstring: str | None) -> str:
     return "\n\n".join(part for part in paragraphs if part)
 
 
+def _built_schema(connection, name: str) -> dg.TableSchema:
+    """The table as DuckDB built it: column names, types and the comments the model step wrote on them."""
+    rows = connection.execute(
+        "select column_name, lower(data_type), comment from duckdb_columns() "
+        "where table_name = ? and schema_name = current_schema() order by column_index",
+        [name],
+    ).fetchall()
+    return dg.TableSchema(
+        columns=[dg.TableColumn(column, data_type, description=comment) for column, data_type, comment in rows]
+    )
+
+
 def _description(model: SqlModel) -> str:
     if model.name in PYTHON_MODELS:
         return "Maps each endpoint to its Service Quotas codes (pipelines/quotas/warehouse.py, no LLM)."
@@ -185,6 +197,9 @@ def build_models_asset() -> dg.AssetsDefinition:
                                 "as_of": dg.MetadataValue.text(utc_text(as_of)),
                                 "path": dg.MetadataValue.path(str(database)),
                                 "preview": dg.MetadataValue.md(_preview(connection, name)),
+                                # What was built, read back from DuckDB: the Columns tab then shows the table as
+                                # it is, whatever the spec (from the data dictionary) says.
+                                "dagster/column_schema": dg.MetadataValue.table_schema(_built_schema(connection, name)),
                             },
                         )
                     )

@@ -137,6 +137,9 @@ def test_each_materialization_records_the_published_row_count(warehouse):
         assert "rows" not in metadata
         assert metadata["dagster/row_count"].value == counts[name], name
         assert metadata["as_of"].value == "2025-06-01T12:00:00Z"
+        # The table as built carries the very columns, types and descriptions the UI showed before the run.
+        declared = _graph().get(event.asset_key).metadata["dagster/column_schema"]
+        assert metadata["dagster/column_schema"].value == declared, name
     assert counts["usage_minute"] > 0 and counts["window_stats"] > 0 and counts["tag_attribution"] > 0
 
 
