@@ -104,7 +104,8 @@ def _open_build_file(database: Path, path: Path, *, copy_current: bool) -> duckd
         connection = duckdb.connect(str(path), config=config)
         if storage_version(connection) == f"{STORAGE_VERSION}+":
             return connection
-        # ...which is older than this rule for a file built before it; rewrite that one in the supported format.
+        # ...so a file written in a newer format (by a DuckDB that wrote it in place, before this module) is
+        # rewritten in the supported one instead.
         connection.close()
         path.unlink()
     connection = duckdb.connect(str(path), config=config)
