@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sandbox_throughput.py
 	$(BIN)/python bench/extract_cost.py
 	$(BIN)/python bench/models_scale.py
+	$(BIN)/python bench/sql_startup.py
 
 clean:
 	rm -rf warehouse/lake warehouse/*.duckdb reports/out .dagster test-artifacts

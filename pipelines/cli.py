@@ -46,7 +46,7 @@ def parse_granularity(text: str) -> dict[str, str]:
 def _as_of(text: str | None) -> datetime | None:
     if text is None:
         return None
-    from pipelines.resources import parse_as_of
+    from pipelines.settings import parse_as_of
 
     try:
         return parse_as_of(text)
@@ -138,7 +138,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sql = commands.add_parser(
         "sql",
         help="run a SQL query on the warehouse and print the result",
-        description="Run one SQL statement against warehouse/usage.duckdb (read-only) and print a table.",
+        description="Run SQL against warehouse/usage.duckdb and print a table, CSV or JSON. The session is read-only "
+        "and reads the warehouse's tables only (no files, COPY or ATTACH); it never waits for a model build.",
     )
     sql.add_argument(
         "query", help='SQL, e.g. "select * from endpoints limit 5"; quote the column "window": it is a keyword'

@@ -26,9 +26,13 @@ def _dagster_home() -> Path:
     try:
         home.mkdir(parents=True, exist_ok=True)
         if not settings.exists():
-            # One partition run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
+            # One metrics run reads CloudWatch at a time (pool "cloudwatch" on metric_points) and keeps itself
             # under 50 calls/s, so a backfill from the UI stays under the account's GetMetricData TPS quota.
-            settings.write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
+            # Freshness policies (each asset's expected age, shown in the UI) are evaluated only where enabled.
+            settings.write_text(
+                "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+                "freshness:\n  enabled: true\n"
+            )
     except OSError as error:
         raise UserError(
             f"DAGSTER_HOME {home} cannot be used ({error.strerror or error}); point it at a writable directory."
@@ -51,10 +55,10 @@ def _console():
 
 
 def sandbox_command(args: argparse.Namespace) -> int:
-    from pipelines.resources import parse_as_of
     from pipelines.sandbox.auth import PolicyError, load_policy
     from pipelines.sandbox.scenario import ScenarioError
     from pipelines.sandbox.server import FAULT_KINDS, SandboxPortInUse, run
+    from pipelines.settings import parse_as_of
 
     kinds = tuple(kind.strip() for kind in args.fault_kinds.split(",") if kind.strip())
     unknown = sorted(set(kinds) - set(FAULT_KINDS))
@@ -100,28 +104,72 @@ def sandbox_command(args: argparse.Namespace) -> int:
 
 
 def sql_command(args: argparse.Namespace) -> int:
+    # Only the settings module and DuckDB: `buw sql` starts in a fraction of a second because it imports neither
+    # Dagster nor boto3.
     import duckdb
 
-    from pipelines.resources import WarehouseResource
+    from pipelines.settings import database_path
 
-    database = WarehouseResource().database()
+    query = args.query.strip()
+    if not query or not query.strip(";").strip():
+        raise UserError('the query is empty; pass one SQL statement, e.g. buw sql "select * from endpoints limit 5".')
+    database = database_path()
     if not database.exists():
         raise UserError(f"there is no warehouse at {database} yet; run `buw analyze` or `buw demo` first.")
     try:
-        connection = duckdb.connect(str(database), read_only=True)
+        # External access off: the session reads the warehouse and nothing else (no files, no COPY, no extensions
+        # to install), so a query pasted from elsewhere cannot read or write files as the user.
+        connection = duckdb.connect(str(database), read_only=True, config={"enable_external_access": False})
     except duckdb.Error as error:
-        raise UserError(f"cannot open {database} ({error}); is a model build running?") from None
+        raise UserError(f"cannot open {database}: {_first_line(error)}") from None
     with connection:
         connection.execute("set timezone = 'UTC'")
         try:
-            relation = connection.sql(args.query)
+            relation = connection.sql(query)
+            if relation is None:
+                return 0
+            columns, rows = relation.columns, relation.fetchall()
         except duckdb.Error as error:
-            raise UserError(f"the query failed: {str(error).splitlines()[0]}") from None
-        if relation is None:
-            return 0
-        columns, rows = relation.columns, relation.fetchall()
+            raise UserError(_query_failure(connection, query, error)) from None
     _print_rows(columns, rows, args.format)
     return 0
+
+
+def _query_failure(connection, query: str, error: Exception) -> str:
+    """One sentence for a failed query, with a hint for the mistakes people make most with this warehouse."""
+    import re
+
+    import duckdb
+
+    # DuckDB ends some messages with "!", which reads oddly before the hint.
+    message = f"the query failed: {_first_line(error).rstrip('!')}"
+    if isinstance(error, duckdb.ParserException) and re.search(r'(?<!["\w])window(?![\w"])', query, re.IGNORECASE):
+        return f'{message}; window is an SQL keyword, so write the column as "window" (in double quotes).'
+    if isinstance(error, duckdb.CatalogException) and "does not exist" in str(error):
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "select table_name from duckdb_tables() where schema_name = 'main' order by table_name"
+            ).fetchall()
+        ]
+        # Only on this error path: the models module is heavier than the rest of `buw sql`.
+        from pipelines.models import seed_names
+
+        seeds = set(seed_names())
+        marts = [name for name in tables if not name.startswith("stg_") and name not in seeds]
+        others = [name for name in tables if name.startswith("stg_") or name in seeds]
+        return (
+            f"{message}; the marts are {', '.join(marts) or 'not built yet'}"
+            + (f" (staging and lookup tables: {', '.join(others)})" if others else "")
+            + "."
+        )
+    if isinstance(error, duckdb.PermissionException):
+        return f"{message}; buw sql only reads the warehouse's tables (files, COPY and ATTACH are disabled)."
+    return message
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _print_rows(columns: list[str], rows: list[tuple], output_format: str) -> None:
@@ -193,8 +241,8 @@ DEV_STOP_SECONDS = 20.0
 
 
 def dev_command(args: argparse.Namespace) -> int:
-    from pipelines.resources import WarehouseResource
     from pipelines.sandbox.server import SandboxServer
+    from pipelines.settings import reports_dir, warehouse_root
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port} is not a TCP port; give one between 1 and 65535.")
@@ -209,8 +257,8 @@ def dev_command(args: argparse.Namespace) -> int:
             "AWS_REGION": sandbox.scenario.regions[0],
             "BUW_REGIONS": ",".join(sandbox.scenario.regions),
             # The UI runs from the project root; these keep it on the warehouse the CLI uses from here.
-            "BUW_WAREHOUSE": str(WarehouseResource().root()),
-            "BUW_REPORTS": str(WarehouseResource().reports()),
+            "BUW_WAREHOUSE": str(warehouse_root()),
+            "BUW_REPORTS": str(reports_dir()),
         }
         env.pop("AWS_PROFILE", None)
         print(f"sandbox at {sandbox.endpoint_url}; starting the Dagster UI on http://127.0.0.1:{args.port}", flush=True)

@@ -8,15 +8,6 @@ from __future__ import annotations
 
 import re
 
-from botocore.exceptions import (
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-)
-
 
 class UserError(Exception):
     """Something the user can fix; the message is one sentence that says what to do."""
@@ -98,6 +89,16 @@ def describe_aws_text(text: str, doing: str) -> str | None:
 
 def describe_aws_error(error: BaseException, doing: str) -> str | None:
     """One sentence for an AWS failure a user can act on, or None when it is not one of those."""
+    # Imported here, not at the top: every `buw` command imports this module, and `buw sql` must start fast.
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         return (
             f"No AWS credentials were found while {doing}; set AWS_PROFILE (or pass --profile), "

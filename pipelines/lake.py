@@ -52,7 +52,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     # What each extraction run read per region and what it cost: GetMetricData is billed per metric requested.
-    "extract_runs": pa.schema(
+    "extract_run_log": pa.schema(
         [
             ("run_id", pa.string()),
             ("account_id", pa.string()),

@@ -327,6 +327,32 @@ def data_dictionary(path: Path | None = None) -> dict[str, TableDoc]:
     return tables
 
 
+LAKE_SECTION = "Lake datasets"
+
+
+def lake_docs(path: Path | None = None) -> dict[str, TableDoc]:
+    """The raw lake datasets documented in ``docs/data-dictionary.md``: a ``### <dataset>`` heading with a
+    ``| column | type | description |`` table under the ``## Lake datasets`` section, partition columns included."""
+    text = (path or DATA_DICTIONARY).read_text(encoding="utf-8")
+    datasets: dict[str, TableDoc] = {}
+    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        heading, _, body = section.partition("\n")
+        if heading.strip() != LAKE_SECTION:
+            continue
+        for subsection in re.split(r"^### ", body, flags=re.MULTILINE)[1:]:
+            name, _, rows = subsection.partition("\n")
+            name = name.strip().strip("`").strip()
+            columns = []
+            for line in rows.splitlines():
+                cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+                if not line.strip().startswith("|") or len(cells) < 3 or set(cells[0]) <= set("-: "):
+                    continue
+                if [cell.lower() for cell in cells[:3]] != ["column", "type", "description"]:
+                    columns.append(ColumnDoc(_plain(cells[0]), _plain(cells[1]).lower(), _plain(" | ".join(cells[2:]))))
+            datasets[name] = TableDoc(name, "", tuple(columns))
+    return datasets
+
+
 def _plain(text: str) -> str:
     """Markdown cell text as plain text: code spans and emphasis markers removed, whitespace collapsed."""
     text = text.replace("\\|", "|").replace("`", "").replace("**", "")

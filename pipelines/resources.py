@@ -1,7 +1,8 @@
 """Dagster resources: the AWS account (or the sandbox) and the warehouse on disk.
 
 Settings come from resource fields first and the environment second, resolved when a run uses them, never at
-import time: ``BUW_WAREHOUSE``, ``BUW_REPORTS``, ``BUW_AS_OF`` and the standard AWS variables.
+import time: ``BUW_WAREHOUSE``, ``BUW_REPORTS``, ``BUW_AS_OF`` (by the rules of ``pipelines.settings``, which the
+CLI shares) and the standard AWS variables.
 """
 
 from __future__ import annotations
@@ -18,17 +19,11 @@ import dagster as dg
 import duckdb
 from botocore.config import Config
 
+from pipelines import settings
 
-def parse_as_of(text: str) -> datetime:
-    """An ISO-8601 instant as a naive UTC datetime truncated to the minute (the warehouse's time convention)."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as error:
-        raise ValueError(f"as_of {text!r} is not an ISO-8601 time such as 2026-11-20T12:00:00Z") from error
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.replace(second=0, microsecond=0)
-
+# current_minute and parse_as_of keep their old import path for the modules that use it.
+from pipelines.settings import current_minute as current_minute
+from pipelines.settings import parse_as_of as parse_as_of
 
 AS_OF_TAG = "buw/as_of"
 # Run tag `buw analyze -m` sets: the CloudWatch series (JSON list) the metrics read is narrowed to.
@@ -51,14 +46,14 @@ def pinned_as_of(tags: Mapping[str, str], warehouse: WarehouseResource) -> datet
     tagged = tags.get(AS_OF_TAG)
     if tagged:
         return parse_as_of(tagged)
-    if warehouse.as_of or os.environ.get("BUW_AS_OF"):
+    if settings.pinned_as_of(warehouse.as_of):
         return warehouse.as_of_minute()
     return None
 
 
 def latest_extracted_as_of(lake: Path) -> datetime | None:
     """The as_of the newest extraction run read the lake up to (``extract_runs``), or None before any run."""
-    files = sorted(lake.glob("extract_runs/region=*/date=*/data.parquet"))
+    files = sorted(lake.glob("extract_run_log/region=*/date=*/data.parquet"))
     if not files:
         return None
     with duckdb.connect() as connection:
@@ -83,7 +78,7 @@ def run_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     extracted = latest_extracted_as_of(warehouse.lake())
     if extracted is not None:
         return extracted
-    record = context.instance.get_run_record_by_id(context.run_id)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
     created = record.create_timestamp if record is not None and record.create_timestamp is not None else None
     return default_as_of(created or datetime.now(UTC), warehouse.as_of_lag())
 
@@ -93,11 +88,6 @@ def parse_utc_timestamp(value) -> datetime:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, UTC)
     return botocore.utils.parse_timestamp(value).astimezone(UTC)
-
-
-def current_minute() -> datetime:
-    """The start of the current UTC minute, naive."""
-    return datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
 
 
 class AwsResource(dg.ConfigurableResource):
@@ -115,9 +105,7 @@ class AwsResource(dg.ConfigurableResource):
 
     def target_regions(self) -> list[str]:
         """The regions to extract: the configured list, else ``BUW_REGIONS``, else the session's region."""
-        if self.regions:
-            return list(self.regions)
-        listed = [name.strip() for name in os.environ.get("BUW_REGIONS", "").split(",") if name.strip()]
+        listed = settings.listed_regions(self.regions)
         if listed:
             return listed
         region = self.session().region_name or os.environ.get("AWS_DEFAULT_REGION")
@@ -157,16 +145,16 @@ class WarehouseResource(dg.ConfigurableResource):
     report_plotlyjs: str | None = None
 
     def root(self) -> Path:
-        return Path(self.warehouse_dir or os.environ.get("BUW_WAREHOUSE") or "warehouse").resolve()
+        return settings.warehouse_root(self.warehouse_dir)
 
     def lake(self) -> Path:
-        return self.root() / "lake"
+        return settings.lake_dir(self.warehouse_dir)
 
     def database(self) -> Path:
-        return self.root() / "usage.duckdb"
+        return settings.database_path(self.warehouse_dir)
 
     def reports(self) -> Path:
-        return Path(self.reports_dir or os.environ.get("BUW_REPORTS") or "reports/out").resolve()
+        return settings.reports_dir(self.reports_dir)
 
     def plotlyjs(self) -> str:
         """``shared`` (the default) or ``inline``: the field, else ``BUW_REPORT_PLOTLYJS``."""
@@ -187,10 +175,14 @@ class WarehouseResource(dg.ConfigurableResource):
             raise ValueError(f"the as_of lag must be 0 or more minutes, not {minutes}")
         return timedelta(minutes=minutes)
 
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection to the warehouse file, with the session time zone fixed to UTC."""
-        path = self.database()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = duckdb.connect(str(path), read_only=read_only)
+    def connect(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+        """A read-only DuckDB connection to the published warehouse file, with the session time zone fixed to UTC.
+
+        Only the model step writes the warehouse, and it writes a new file that it then publishes
+        (``pipelines.publish``); everything else reads. A reader keeps the version it opened until it reconnects.
+        """
+        if not read_only:
+            raise ValueError("the warehouse file is only written by the model step, through pipelines.publish")
+        connection = duckdb.connect(str(self.database()), read_only=True)
         connection.execute("set timezone = 'UTC'")
         return connection

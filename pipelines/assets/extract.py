@@ -44,6 +44,7 @@ from pipelines.resources import (
     default_as_of,
     pinned_as_of,
 )
+from pipelines.settings import utc_text
 
 __all__ = ["BACKFILL_DAYS", "ExtractError"]
 
@@ -92,10 +93,10 @@ def record_extract_run(
         )
     written = []
     for region, rows in rows_by_region.items():
-        partition = lake_io.Partition("extract_runs", region, as_of.date())
+        partition = lake_io.Partition("extract_run_log", region, as_of.date())
         existing = lake_io.read_partition(lake, partition)
         kept = [row for row in (existing.to_pylist() if existing is not None else []) if row["run_id"] != run_id]
-        lake_io.write_partition(lake, partition, lake_io.to_table("extract_runs", kept + rows))
+        lake_io.write_partition(lake, partition, lake_io.to_table("extract_run_log", kept + rows))
         written.extend(rows)
     return written
 
@@ -255,9 +256,9 @@ def _listing_time(aws: AwsResource, dataset: str) -> datetime:
 
 def _snapshot_metadata(result: SnapshotResult, listed_at: datetime) -> dict:
     return {
-        "rows": dg.MetadataValue.int(result.rows),
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
         "rows_by_region": dg.MetadataValue.json(result.rows_by_region),
-        "listed_at": dg.MetadataValue.text(listed_at.isoformat() + "Z"),
+        "listed_at": dg.MetadataValue.text(utc_text(listed_at)),
         "path": dg.MetadataValue.path(str(result.paths[0].parent.parent.parent) if result.paths else ""),
         "preview": dg.MetadataValue.md(result.preview),
     }

@@ -1,11 +1,16 @@
 """SQL models as Dagster assets: one asset per file in sql/, named after the file, built in one step.
 
 DuckDB allows one writer per database file, so every model is built by a single multi-asset step in dependency
-order (the "single-writer model step" of DESIGN §8); each model is still its own asset in the graph, with its
-own materialization, metadata and checks. The quality checks run inside the same step for the same reason.
+order; each model is still its own asset in the graph, with its own materialization, metadata and checks. The
+quality checks run inside the same step for the same reason. The step writes a new file and publishes it over
+``usage.duckdb`` at the end (pipelines/publish.py), so readers of the warehouse never wait for it.
 One model is Python rather than SQL: ``quota_map`` parses quota names (pipelines/quotas/), which SQL cannot do
 well; it sits in the same graph and order.
 """
+
+import inspect
+import re
+import warnings
 
 import dagster as dg
 
@@ -16,9 +21,22 @@ from pipelines.checks_sql import (
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from pipelines.models import PYTHON_MODELS, SqlModel, all_models, build_any, build_order, load_seeds, seed_names
+from pipelines.models import (
+    PYTHON_MODELS,
+    SqlModel,
+    TableDoc,
+    all_models,
+    build_any,
+    build_order,
+    load_seeds,
+    seed_names,
+    table_docs,
+)
+from pipelines.publish import WarehouseBusy, building
 from pipelines.quotas.checks import check_rpm_headroom, check_tpd_headroom, check_tpm_headroom
+from pipelines.quotas.warehouse import build_quota_map
 from pipelines.resources import WarehouseResource, run_as_of
+from pipelines.settings import utc_text
 
 # Rebuild when any upstream landed (a metric day or a snapshot), once nothing upstream is still running and every
 # upstream model and snapshot has been built at least once (a model step builds its selection on top of the tables
@@ -84,18 +102,67 @@ def _preview(connection, name: str) -> str:
     return "\n".join(lines)
 
 
+def plain_text(docstring: str | None) -> str:
+    """A docstring as the plain text the Dagster UI shows: code markup removed, wrapped lines joined."""
+    text = inspect.cleandoc(docstring or "").replace("``", "")
+    text = re.sub(r":(?:func|class|mod|meth|attr):`~?([^`]+)`", r"\1", text)
+    paragraphs = [" ".join(part.split()) for part in text.split("\n\n")]
+    return "\n\n".join(part for part in paragraphs if part)
+
+
+def _built_schema(connection, name: str) -> dg.TableSchema:
+    """The table as DuckDB built it: column names, types and the comments the model step wrote on them."""
+    rows = connection.execute(
+        "select column_name, lower(data_type), comment from duckdb_columns() "
+        "where table_name = ? and schema_name = current_schema() order by column_index",
+        [name],
+    ).fetchall()
+    return dg.TableSchema(
+        columns=[dg.TableColumn(column, data_type, description=comment) for column, data_type, comment in rows]
+    )
+
+
 def _description(model: SqlModel) -> str:
     if model.name in PYTHON_MODELS:
         return "Maps each endpoint to its Service Quotas codes (pipelines/quotas/warehouse.py, no LLM)."
-    header = []
-    for line in model.sql.splitlines():
-        if not line.startswith("--"):
-            break
-        header.append(line.removeprefix("--").strip())
-    return f"Runs sql/{model.layer}/{model.path.name}.\n\n" + " ".join(header)
+    return f"Runs sql/{model.layer}/{model.path.name}.\n\n{model.description}"
 
 
-def _spec(model: SqlModel, seeds: set[str]) -> dg.AssetSpec:
+def column_schema(doc: TableDoc) -> dg.TableSchema:
+    """The table's columns as Dagster shows them: the data dictionary's types and descriptions, which the model
+    step also writes into DuckDB as column comments."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(column.name, column.type, description=column.description) for column in doc.columns]
+    )
+
+
+# The code of each Python model: what its asset's code reference points at.
+PYTHON_MODEL_CODE = {"quota_map": build_quota_map}
+
+
+def _code_reference(model: SqlModel) -> dg.CodeReferencesMetadataValue:
+    # For a SQL model the SQL file is the code. Dagster marks code references beta and warns on each one; the
+    # warning would reach every `buw analyze` terminal, and the link in the UI is all they are used for.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        if model.name in PYTHON_MODEL_CODE:
+            function = PYTHON_MODEL_CODE[model.name]
+            reference = dg.LocalFileCodeReference(
+                file_path=inspect.getsourcefile(function) or str(model.path),
+                line_number=inspect.getsourcelines(function)[1],
+                label=f"{model.name} ({function.__module__}.{function.__name__})",
+            )
+        else:
+            reference = dg.LocalFileCodeReference(
+                file_path=str(model.path), line_number=1, label=f"sql/{model.layer}/{model.path.name}"
+            )
+        return dg.CodeReferencesMetadataValue(code_references=[reference])
+
+
+def _spec(model: SqlModel, seeds: set[str], docs: dict[str, TableDoc]) -> dg.AssetSpec:
+    metadata: dict[str, object] = {"dagster/code_references": _code_reference(model)}
+    if model.name in docs:
+        metadata["dagster/column_schema"] = column_schema(docs[model.name])
     # Seeds (sql/seeds/*.csv) are loaded by the model step itself, so they are not upstream assets.
     return dg.AssetSpec(
         key=model.name,
@@ -103,6 +170,7 @@ def _spec(model: SqlModel, seeds: set[str]) -> dg.AssetSpec:
         group_name="models",
         kinds={"duckdb", "python"} if model.name in PYTHON_MODELS else {"duckdb", "sql"},
         description=_description(model),
+        metadata=metadata,
         skippable=True,
         automation_condition=MARTS_AUTOMATION,
     )
@@ -113,49 +181,66 @@ def build_models_asset() -> dg.AssetsDefinition:
     models = {model.name: model for model in all_models()}
     order = build_order(models.values())
     seeds = set(seed_names())
+    docs = table_docs()
     check_specs = [
-        dg.AssetCheckSpec(name=name, asset=asset, blocking=blocking, description=function.__doc__)
+        dg.AssetCheckSpec(name=name, asset=asset, blocking=blocking, description=plain_text(function.__doc__))
         for asset, name, function, blocking, _ in CHECKS
         if asset in models
     ]
 
     @dg.multi_asset(
         name="sql_models",
-        specs=[_spec(models[name], seeds) for name in order],
+        specs=[_spec(models[name], seeds, docs) for name in order],
         check_specs=check_specs,
         can_subset=True,
     )
     def sql_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        """Builds the selected models in dependency order in warehouse/usage.duckdb, then their checks."""
+        """Builds the selected models in dependency order into a new DuckDB file, runs their checks on it, then
+        publishes it as warehouse/usage.duckdb (pipelines/publish.py), so readers are never locked out."""
         as_of = run_as_of(context, warehouse)
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         lake = warehouse.lake()
-        with warehouse.connect() as connection:
-            load_seeds(connection)
-            for name in order:
-                if name not in selected:
-                    continue
-                rows = build_any(connection, models[name], lake=lake, as_of=as_of)
-                yield dg.MaterializeResult(
-                    asset_key=name,
-                    metadata={
-                        "rows": dg.MetadataValue.int(rows),
-                        "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
-                        "path": dg.MetadataValue.path(str(warehouse.database())),
-                        "preview": dg.MetadataValue.md(_preview(connection, name)),
-                    },
-                )
-                for asset, check_name, function, _, severity in CHECKS:
-                    key = dg.AssetCheckKey(dg.AssetKey(asset), check_name)
-                    if asset != name or key not in context.selected_asset_check_keys:
+        database = warehouse.database()
+        # Events are yielded once the file is published: a materialization then means readers can see the table.
+        events: list[dg.MaterializeResult | dg.AssetCheckResult] = []
+        try:
+            with building(database, context.run.run_id, copy_current=not set(order) <= selected) as connection:
+                load_seeds(connection)
+                for name in order:
+                    if name not in selected:
                         continue
-                    outcome = function(connection, lake=lake, as_of=as_of)
-                    yield dg.AssetCheckResult(
-                        asset_key=asset,
-                        check_name=check_name,
-                        passed=outcome.passed,
-                        severity=severity,
-                        metadata={"violations": outcome.violations, **outcome.metadata},
+                    rows = build_any(connection, models[name], lake=lake, as_of=as_of)
+                    events.append(
+                        dg.MaterializeResult(
+                            asset_key=name,
+                            metadata={
+                                "dagster/row_count": dg.MetadataValue.int(rows),
+                                "as_of": dg.MetadataValue.text(utc_text(as_of)),
+                                "path": dg.MetadataValue.path(str(database)),
+                                "preview": dg.MetadataValue.md(_preview(connection, name)),
+                                # What was built, read back from DuckDB: the Columns tab then shows the table as
+                                # it is, whatever the spec (from the data dictionary) says.
+                                "dagster/column_schema": dg.MetadataValue.table_schema(_built_schema(connection, name)),
+                            },
+                        )
                     )
+                    for asset, check_name, function, _, severity in CHECKS:
+                        key = dg.AssetCheckKey(dg.AssetKey(asset), check_name)
+                        if asset != name or key not in context.selected_asset_check_keys:
+                            continue
+                        outcome = function(connection, lake=lake, as_of=as_of)
+                        events.append(
+                            dg.AssetCheckResult(
+                                asset_key=asset,
+                                check_name=check_name,
+                                passed=outcome.passed,
+                                severity=severity,
+                                metadata={"violations": outcome.violations, **outcome.metadata},
+                            )
+                        )
+        except WarehouseBusy as error:
+            raise dg.Failure(description=str(error)) from error
+        context.log.info(f"published {len(selected & set(order))} models in {database}")
+        yield from events
 
     return sql_models

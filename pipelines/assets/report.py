@@ -1,7 +1,6 @@
 """The report asset: HTML + JSON per endpoint and an index page, rendered from the marts."""
 
 import json
-import os
 from datetime import datetime
 
 import dagster as dg
@@ -11,6 +10,7 @@ from pipelines.endpoint_lookup import endpoints_with_usage, resolve_endpoints
 from pipelines.errors import UserError
 from pipelines.report import ReportError, render_reports
 from pipelines.resources import AS_OF_TAG, WarehouseResource, run_as_of
+from pipelines.settings import pinned_as_of, utc_text
 
 # Run tags `buw analyze` sets: which (region, endpoint) pairs to render (JSON list) and the chart bucket per
 # window (JSON object, from --granularity). Without them every endpoint is rendered at the default buckets.
@@ -52,7 +52,7 @@ def _report_as_of(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     the run was created, which the marts were never built for.
     """
     built_here = any(key.to_user_string() == "window_stats" for key in (context.run.asset_selection or ()))
-    if built_here or AS_OF_TAG in context.run.tags or warehouse.as_of or os.environ.get("BUW_AS_OF"):
+    if built_here or AS_OF_TAG in context.run.tags or pinned_as_of(warehouse.as_of):
         return run_as_of(context, warehouse)
     stored = connection.execute("select max(as_of) from window_stats").fetchone()[0]
     return stored if stored is not None else run_as_of(context, warehouse)
@@ -92,10 +92,10 @@ def reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> 
     largest = max((file.html_bytes for file in pages), default=0)
     return dg.MaterializeResult(
         metadata={
-            "endpoints": dg.MetadataValue.int(len(pages)),
+            "dagster/row_count": dg.MetadataValue.int(len(pages)),
             "index": dg.MetadataValue.path(str(out_dir / "index.html")),
             "largest_html_bytes": dg.MetadataValue.int(largest),
-            "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
+            "as_of": dg.MetadataValue.text(utc_text(as_of)),
             "reports": dg.MetadataValue.md(
                 "\n".join(f"- {file.region} `{file.endpoint}`: {file.html_path}" for file in pages)
             ),

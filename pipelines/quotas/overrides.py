@@ -14,16 +14,15 @@ The file is a YAML list; each entry pins or suppresses one quota type of one mod
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
 import yaml
 
 from pipelines.quotas.names import QUOTA_TYPES
+from pipelines.settings import data_dir as data_dir
 
 OVERRIDES_FILE = "quota-overrides.yaml"
 _FIELDS = ("model_id", "endpoint", "quota_type", "quota_code", "none")
@@ -43,15 +42,6 @@ class OverrideRule:
     endpoint: str
     quota_type: str
     quota_code: str | None
-
-
-def data_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The buw data directory: ``BUW_DATA_DIR`` when set, else the platform's user data dir for "buw"."""
-    environment = os.environ if env is None else env
-    configured = environment.get("BUW_DATA_DIR", "").strip()
-    if configured:
-        return Path(configured).expanduser()
-    return Path(platformdirs.user_data_dir("buw"))
 
 
 def overrides_path(env: Mapping[str, str] | None = None) -> Path:

@@ -4,7 +4,7 @@
 -- Grain: one row per extraction run x region.
 
 with source as (
-    select * from raw_extract_runs
+    select * from raw_extract_run_log
 ),
 
 renamed as (

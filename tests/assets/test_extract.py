@@ -102,7 +102,7 @@ def test_a_range_of_days_is_one_run_that_asks_for_each_listed_metric_once(aws_en
         assert [(row["range_start"], row["range_end"]) for row in coverage] == [
             (datetime.combine(day, datetime.min.time()), datetime.combine(day + timedelta(days=1), datetime.min.time()))
         ]
-    runs = lake_io.read_partition(lake, lake_io.Partition("extract_runs", REGION, AS_OF.date())).to_pylist()
+    runs = lake_io.read_partition(lake, lake_io.Partition("extract_run_log", REGION, AS_OF.date())).to_pylist()
     assert [(row["run_id"], row["metrics_requested"]) for row in runs] == [(result.run_id, len(listed))]
 
 
@@ -307,3 +307,13 @@ def test_snapshot_assets_write_profiles_tags_models_and_quotas(aws_env, sandbox,
     assert "anthropic.claude-sonnet-4-5-20250929-v1:0" in {row["model_id"] for row in models}
     metadata = result.asset_materializations_for_node("inference_profiles_and_tags")
     assert {event.asset_key.to_user_string() for event in metadata} == {"inference_profiles", "profile_tags"}
+
+    # Each snapshot records its rows as Dagster's row count (the Overview's "Row count") and its listing time in
+    # the one UTC spelling the other assets use.
+    for node in ("foundation_models", "inference_profiles_and_tags", "service_quotas"):
+        for event in result.asset_materializations_for_node(node):
+            dataset = event.asset_key.to_user_string()
+            recorded = event.metadata
+            assert recorded["dagster/row_count"].value == len(read(dataset)) > 0, dataset
+            assert recorded["rows_by_region"].value == {REGION: len(read(dataset))}, dataset
+            assert recorded["listed_at"].value == "2026-11-20T12:00:00Z", dataset

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.models import data_dictionary
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +102,43 @@ def test_webserver_lists_assets_checks_and_schedules(webserver):
         for schedule in repository["schedules"]
     }
     assert schedules == {"hourly_extract"}
+
+
+UI_METADATA = """
+{
+  assetNodes {
+    assetKey { path }
+    owners { ... on TeamAssetOwner { team } }
+    internalFreshnessPolicy { ... on TimeWindowFreshnessPolicy { failWindowSeconds warnWindowSeconds } }
+    metadataEntries {
+      label
+      ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
+      ... on CodeReferencesMetadataEntry { codeReferences { ... on LocalFileCodeReference { filePath } } }
+    }
+  }
+}
+"""
+
+
+def test_the_ui_shows_columns_owners_freshness_and_code_before_any_run(webserver):
+    answer = _post(f"{webserver}/graphql", UI_METADATA)
+    assert "errors" not in answer, answer.get("errors")
+    assets = {"/".join(node["assetKey"]["path"]): node for node in answer["data"]["assetNodes"]}
+    for name, node in assets.items():
+        assert node["owners"] == [{"team": "platform"}], name
+        assert node["internalFreshnessPolicy"]["failWindowSeconds"] > 0, name
+        entries = {entry["label"]: entry for entry in node["metadataEntries"]}
+        assert entries["dagster/code_references"]["codeReferences"], name
+        if name != "reports":
+            columns = entries["dagster/column_schema"]["schema"]["columns"]
+            assert columns and all(column["description"] for column in columns), name
+    window_stats = {entry["label"]: entry for entry in assets["window_stats"]["metadataEntries"]}
+    documented = [
+        {"name": column.name, "type": column.type, "description": column.description}
+        for column in data_dictionary()["window_stats"].columns
+    ]
+    assert window_stats["dagster/column_schema"]["schema"]["columns"] == documented
+    assert window_stats["dagster/code_references"]["codeReferences"][0]["filePath"].endswith(
+        "sql/marts/window_stats.sql"
+    )
+    assert assets["metric_points"]["internalFreshnessPolicy"]["failWindowSeconds"] == 7200
