@@ -278,14 +278,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _check_warehouse(*, write: bool) -> None:
     """What a command that reads (and, with ``write``, builds) the warehouse needs before it starts."""
-    from pipelines import preflight
-    from pipelines.resources import WarehouseResource
+    # The settings module, not the warehouse resource: `buw sql` must not import Dagster or boto3.
+    from pipelines import preflight, settings
 
-    warehouse = WarehouseResource()
-    preflight.check_warehouse_dir(warehouse.root(), write=write)
-    preflight.check_database(warehouse.database())
+    preflight.check_warehouse_dir(settings.warehouse_root(), write=write)
+    preflight.check_database(settings.database_path())
     if write:
-        preflight.check_lake(warehouse.lake())
+        preflight.check_lake(settings.lake_dir())
         preflight.check_overrides()
 
 

@@ -63,12 +63,16 @@ def instance_at(home: Path) -> dg.DagsterInstance:
 
 
 def marts(database: Path) -> dict[str, list[tuple]]:
-    """Every table of the warehouse, rows sorted; extract_runs without the run's own id."""
+    """Every table of the warehouse, rows sorted; without the run's own id and the wall-clock time of a read."""
     with duckdb.connect(str(database), read_only=True) as connection:
         names = [row[0] for row in connection.execute("select table_name from duckdb_tables() order by 1").fetchall()]
         tables = {}
         for name in names:
-            columns = [row[0] for row in connection.execute(f'describe "{name}"').fetchall() if row[0] != "run_id"]
+            columns = [
+                row[0]
+                for row in connection.execute(f'describe "{name}"').fetchall()
+                if row[0] not in ("run_id", "fetched_at")
+            ]
             projection = ", ".join(f'"{column}"' for column in columns)
             tables[name] = sorted(
                 connection.execute(f'select {projection} from "{name}"').fetchall(), key=lambda row: repr(row)
