@@ -19,7 +19,7 @@ import duckdb
 
 from pipelines.quotas.checks import CHECK_WINDOW, P90_THRESHOLD, EndpointHeadroom, flagged_endpoints
 
-# (window, minutes): the windows of DESIGN §4, in display order.
+# (window, minutes): the windows of the marts (seed time_windows), in display order.
 WINDOWS: tuple[tuple[str, int], ...] = (("1h", 60), ("1d", 1440), ("7d", 10080), ("14d", 20160), ("30d", 43200))
 WINDOW_MINUTES = dict(WINDOWS)
 
@@ -169,7 +169,8 @@ def _has_relation(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def columns_of(connection: duckdb.DuckDBPyConnection, name: str) -> frozenset[str]:
-    # Marts may carry columns beyond DESIGN §3 (account_id, estimated_tpm_quota_usage, ...); use them when present.
+    # Marts may carry columns beyond the documented minimum (account_id, estimated_tpm_quota_usage, ...): use them
+    # when present.
     cursor = connection.execute(f'select * from "{name}" limit 0')
     return frozenset(column[0] for column in cursor.description)
 
@@ -618,10 +619,11 @@ def _coverage(context: ReportContext, coverage: Mapping[str, Mapping[str, Any]])
 
 
 def _tags(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list[dict[str, Any]]:
+    coarse = _optional_columns(connection, "tag_attribution", ("peak_tpm_5min", "peak_tpm_bound_5min"))
     found = _rows(
         connection,
-        """
-        select "window", tag_key, tag_value, tokens, invocations, peak_tpm
+        f"""
+        select "window", tag_key, tag_value, tokens, invocations, peak_tpm, {coarse}
         from tag_attribution where region = ? and endpoint = ?
         """,
         [context.region, context.endpoint],
@@ -643,6 +645,9 @@ def _tags(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list
                     "share_pct": _share_pct(row["tokens"] or 0, whole),
                     "invocations": _num(row["invocations"], 0),
                     "peak_tpm": _num(row["peak_tpm"], 0),
+                    # The group's busiest minute inside the 5-minute data, bracketed: bucket sum / 5 to sum.
+                    "peak_tpm_5min": _num(row["peak_tpm_5min"]),
+                    "peak_tpm_bound_5min": _num(row["peak_tpm_bound_5min"], 0),
                 }
                 for row in in_window
             ]

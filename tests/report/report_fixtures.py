@@ -1,7 +1,9 @@
-"""A small warehouse with the DESIGN §3 mart columns, built from generated minutes, for the report tests.
+"""Warehouses for the report tests.
 
-The marts are computed here with plain SQL so the report can be tested before (and independently of) the real
-models; only the columns the DESIGN guarantees are created.
+``build_warehouse`` writes a small warehouse with the documented mart columns from generated minutes, the marts
+computed here with plain SQL so the report is tested independently of the models (only the guaranteed columns
+exist, so the report's use of optional ones is tested too). ``build_coverage_lake`` fills a fixture lake that the
+real models build, read partly at 5-minute resolution, for the tests of coverage and resolution.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def build_warehouse(
     series_stats: bool = True,
     seed: int = 7,
 ) -> Path:
-    """Write a DuckDB file holding every mart of DESIGN §3 (quota marts optional) for ``series`` at AS_OF.
+    """Write a DuckDB file holding every mart the report reads (quota marts optional) for ``series`` at AS_OF.
 
     ``model_columns`` adds the extra columns the real models write (account_id, output_multiplier,
     quota_tpm_computed, estimated_tpm_quota_usage, where the first endpoint's AWS estimate runs 10 % under the
@@ -488,6 +490,7 @@ def build_coverage_lake(lake) -> None:
         lake.quota(code, f"On-demand model inference {kind} for Anthropic Claude Sonnet 4 V1", value)
     lake.quota("L-0000000C", "Model invocation max tokens per day for Anthropic Claude Sonnet 4 V1", 20_000_000)
     lake.profile(COVERAGE_APP_PROFILE, [fm_arn(SONNET_4)], name="coverage-app")
+    lake.tags(COVERAGE_APP_PROFILE, {"team": "search"})
     one_minute_start = AS_OF - timedelta(days=COVERAGE_1MIN_DAYS)
     five_minute_start = one_minute_start - timedelta(days=COVERAGE_5MIN_DAYS)
     lake.coverage(one_minute_start, AS_OF, period_s=60)

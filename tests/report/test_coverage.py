@@ -95,7 +95,7 @@ def test_the_json_carries_the_coverage_and_resolution_of_the_marts(coverage_lake
 
 
 def test_the_page_shows_the_coverage_note_and_coarse_figures_only_where_needed(coverage_lake):
-    _connection, out_dir, files = coverage_lake
+    connection, out_dir, files = coverage_lake
     page, report = page_of(files, "us-east-1", SONNET_4)
     for stats in report["stats"]:
         window, covered = stats["window"], stats["coverage"]
@@ -124,6 +124,34 @@ def test_the_page_shows_the_coverage_note_and_coarse_figures_only_where_needed(c
     assert shown(page.values[(owner, "max_5min")]) == seven["max_5min"]
     assert shown(page.values[(owner, "max_bound_5min")]) == seven["max_bound_5min"]
     assert ("quota-tpm-coarse-1d", "p90_5min") not in page.values
+    # Tag groups: the busiest minute of a group inside the 5-minute data is bracketed too, as tag_attribution says.
+    tags = {
+        (row["window"], row["tag_value"]): row
+        for row in mart_rows(connection, "select * from tag_attribution where endpoint = ?", SONNET_4)
+    }
+    (team,) = report["tags"]
+    for window in team["windows"]:
+        for row in window["rows"]:
+            mart = tags[(window["window"], row["tag_value"])]
+            assert (row["peak_tpm"], row["peak_tpm_5min"]) == (
+                rounded(mart["peak_tpm"], 0),
+                rounded(mart["peak_tpm_5min"]),
+            )
+            assert row["peak_tpm_bound_5min"] == rounded(mart["peak_tpm_bound_5min"], 0)
+    direct_7d = next(row for row in team["windows"][2]["rows"] if row["tag_value"] == "(direct)")
+    assert direct_7d["peak_tpm_5min"] is not None
+    shown_rows = [
+        cells
+        for attrs, cells in page.rows("tags-0")
+        if attrs["data-window"] == "7d" and cells["tag_value"] == "(direct)"
+    ]
+    low, high = shown_rows[0]["peak_tpm_bracket_5min"].split(" ≤ peak ≤ ")
+    assert (shown(low), shown(high)) == (direct_7d["peak_tpm_5min"], direct_7d["peak_tpm_bound_5min"])
+    assert all(
+        cells["peak_tpm_bracket_5min"] == "—"
+        for attrs, cells in page.rows("tags-0")
+        if attrs["data-window"] in ("1h", "1d")
+    )
 
     # A region read at 1 minute for all 30 days: no note, no coarse column anywhere.
     eu_page, eu_report = page_of(files, "eu-west-1", COVERAGE_EU_MODEL)
