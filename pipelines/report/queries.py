@@ -19,7 +19,7 @@ import duckdb
 
 from pipelines.quotas.checks import CHECK_WINDOW, P90_THRESHOLD, EndpointHeadroom, flagged_endpoints
 
-# (window, minutes): the windows of DESIGN §4, in display order.
+# (window, minutes): the windows of the marts (seed time_windows), in display order.
 WINDOWS: tuple[tuple[str, int], ...] = (("1h", 60), ("1d", 1440), ("7d", 10080), ("14d", 20160), ("30d", 43200))
 WINDOW_MINUTES = dict(WINDOWS)
 
@@ -72,6 +72,8 @@ REQUIRED_MARTS = (
     "tpd_daily",
     "tag_attribution",
     "throttle_attribution",
+    "window_coverage",
+    "throttle_minutes",
 )
 OPTIONAL_MARTS = ("quota_map", "quota_headroom")
 # quota_headroom columns the quota cards and the alerts read; a mart built before they existed is refused.
@@ -83,10 +85,13 @@ LIMITATIONS = (
     "reservation, so requests with a large max_tokens can be throttled while the TPM shown here is below the quota.",
     "Quota TPM is input + cache-write + output tokens × the model's output burndown rate, or AWS's "
     "EstimatedTPMQuotaUsage where that metric exists; both estimate what Bedrock counts against the quota.",
-    "CloudWatch keeps 1-minute data for 15 days and 5-minute data for 63 days. Older parts of a window come from "
-    "5-minute points, which spread a bucket's tokens over five minutes and so hide the peak minute inside it.",
-    "Idle minutes publish no datapoint. Statistics are over active minutes (minutes with a datapoint); the "
-    "active/window minute counts give the denominator for a zero-filled view.",
+    "CloudWatch keeps 1-minute data for 15 days and 5-minute data for 63 days. A 5-minute bucket says how much "
+    "happened in its five minutes, not in which: percentiles, maxima, active minutes and throttled minutes are "
+    "over 1-minute data only; where a window holds 5-minute data its figures over buckets are shown beside them, "
+    "labelled as such, and its busiest minute there is only bracketed (bucket sum / 5 ≤ busiest minute ≤ bucket "
+    "sum). Totals count every resolution.",
+    "Idle minutes publish no datapoint. Statistics are over active minutes (minutes with a 1-minute datapoint); "
+    "the window minutes are the minutes read at 1-minute resolution, the denominator for a zero-filled view.",
     "Charts show a point per minute where the warehouse holds 1-minute data and a point per 5 minutes where only "
     "5-minute data remain. Where a chart is bucketed (a requested granularity, or profile lines that would not "
     "fit the page), a point is the peak minute of its bucket for rates and the sum for counts, and the chart says "
@@ -164,7 +169,8 @@ def _has_relation(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def columns_of(connection: duckdb.DuckDBPyConnection, name: str) -> frozenset[str]:
-    # Marts may carry columns beyond DESIGN §3 (account_id, estimated_tpm_quota_usage, ...); use them when present.
+    # Marts may carry columns beyond the documented minimum (account_id, estimated_tpm_quota_usage, ...): use them
+    # when present.
     cursor = connection.execute(f'select * from "{name}" limit 0')
     return frozenset(column[0] for column in cursor.description)
 
@@ -351,11 +357,70 @@ def _series_list(context: ReportContext) -> list[dict[str, Any]]:
     ]
 
 
-def _stats(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list[dict[str, Any]]:
+# Figures over 5-minute buckets, shown beside the 1-minute ones where a window holds coarse data.
+COARSE_STAT_COLUMNS = ("buckets_5min", "p90_5min", "max_5min", "max_bound_5min")
+# What the 1-minute figures of window_stats are over, when the mart says so.
+RESOLUTION_STAT_COLUMNS = ("resolution_s", "percentile_basis", "coarsest_resolution_s")
+
+
+def _optional_columns(connection: duckdb.DuckDBPyConnection, mart: str, names: Sequence[str], prefix: str = "") -> str:
+    """A select list of ``names``: the column where ``mart`` has it, else null (a mart built by an older version)."""
+    present = columns_of(connection, mart)
+    return ", ".join(f'{prefix}"{name}"' if name in present else f'null as "{name}"' for name in names)
+
+
+def _window_coverage(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> dict[str, dict[str, Any]]:
+    """window_coverage of the endpoint's region, per window: minutes read at 1 minute, only coarser, never."""
     found = _rows(
         connection,
         """
-        select "window", metric, p50, p90, p99, "avg", "max", total, active_points, window_points
+        select
+            "window", window_minutes, covered_minutes_1min, covered_minutes_5min, covered_minutes_1h,
+            uncovered_minutes, epoch_ms(coverage_start) as coverage_start_ms
+        from window_coverage where region = ? and epoch_ms(as_of) = ?
+        """,
+        [context.region, context.as_of_ms],
+    )
+    by_window = {row["window"]: row for row in found}
+    result = {}
+    for window, minutes in WINDOWS:
+        row = by_window.get(window)
+        # A region without a row read nothing of the window.
+        covered_1min = int(row["covered_minutes_1min"]) if row else 0
+        covered_5min = int(row["covered_minutes_5min"]) if row else 0
+        covered_1h = int(row["covered_minutes_1h"]) if row else 0
+        uncovered = int(row["uncovered_minutes"]) if row else minutes
+        result[window] = {
+            "window_minutes": minutes,
+            "covered_minutes_1min": covered_1min,
+            "covered_minutes_5min": covered_5min,
+            "covered_minutes_1h": covered_1h,
+            "uncovered_minutes": uncovered,
+            "coverage_start": iso(row["coverage_start_ms"]) if row else None,
+            "fully_covered_1min": covered_1min == minutes,
+            "resolution": _resolution_label(covered_1min, covered_5min, covered_1h, uncovered),
+        }
+    return result
+
+
+def _resolution_label(covered_1min: int, covered_5min: int, covered_1h: int, uncovered: int) -> str:
+    parts = [
+        name for name, minutes in (("1-min", covered_1min), ("5-min", covered_5min), ("1-hour", covered_1h)) if minutes
+    ]
+    if not parts:
+        return "not read"
+    label = " and ".join(parts) if len(parts) < 3 else "1-min, 5-min and 1-hour"
+    return f"{label}, partly not read" if uncovered else label
+
+
+def _stats(
+    connection: duckdb.DuckDBPyConnection, context: ReportContext, coverage: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    extra = _optional_columns(connection, "window_stats", (*COARSE_STAT_COLUMNS, *RESOLUTION_STAT_COLUMNS))
+    found = _rows(
+        connection,
+        f"""
+        select "window", metric, p50, p90, p99, "avg", "max", total, active_points, window_points, {extra}
         from window_stats
         where region = ? and endpoint = ? and series_id = ? and epoch_ms(as_of) = ?
         """,
@@ -380,9 +445,17 @@ def _stats(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> lis
                     "total": None if metric in NON_ADDITIVE_METRICS else _num(row.get("total"), 0),
                     "active_points": _num(row.get("active_points"), 0),
                     "window_points": _num(row.get("window_points"), 0),
+                    "resolution_s": _num(row.get("resolution_s"), 0),
+                    "percentile_basis": row.get("percentile_basis"),
+                    "coarsest_resolution_s": _num(row.get("coarsest_resolution_s"), 0),
+                    # Over 5-minute buckets (rate = bucket sum / 5): never minutes, so kept apart from the above.
+                    "buckets_5min": _num(row.get("buckets_5min"), 0),
+                    "p90_5min": _num(row.get("p90_5min")),
+                    "max_5min": _num(row.get("max_5min")),
+                    "max_bound_5min": _num(row.get("max_bound_5min")),
                 }
             )
-        stats.append({"window": window, "metrics": rows})
+        stats.append({"window": window, "coverage": dict(coverage[window]), "metrics": rows})
     return stats
 
 
@@ -391,12 +464,13 @@ def _quotas(
 ) -> dict[str, Any]:
     headroom = []
     if optional["quota_headroom"]:
+        coarse = _optional_columns(connection, "quota_headroom", COARSE_STAT_COLUMNS)
         headroom = _rows(
             connection,
-            """
+            f"""
             select
                 quota_type, quota_code, quota_value, "window", p90, "max", minutes_over_80, minutes_over_100,
-                minutes_at_quota, throttled_minutes
+                minutes_at_quota, throttled_minutes, {coarse}
             from quota_headroom where region = ? and endpoint = ?
             order by quota_type, quota_code, "window"
             """,
@@ -446,6 +520,14 @@ def _quotas(
                     "minutes_over_100": _num(row["minutes_over_100"], 0),
                     "minutes_at_quota": _num(row["minutes_at_quota"], 0),
                     "throttled_minutes": _num(row["throttled_minutes"], 0),
+                    # Over 5-minute buckets: the p90 of bucket rates and the bracket of the busiest minute there.
+                    "buckets_5min": _num(row["buckets_5min"], 0),
+                    "p90_5min": _num(row["p90_5min"]),
+                    "max_5min": _num(row["max_5min"]),
+                    "max_bound_5min": _num(row["max_bound_5min"]),
+                    "utilisation_p90_5min_pct": _pct(row["p90_5min"], value),
+                    "utilisation_max_5min_pct": _pct(row["max_5min"], value),
+                    "utilisation_max_bound_5min_pct": _pct(row["max_bound_5min"], value),
                 }
             )
         cards.append(
@@ -518,53 +600,16 @@ def _alerts(context: ReportContext, alerts: Alerts | None, quotas: Mapping[str, 
     }
 
 
-def _coverage(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> dict[str, Any]:
-    windows = []
-    for window, minutes in WINDOWS:
-        start_ms = context.window_start_ms(window)
-        # usage_minute spreads a 5-minute bucket over its five minutes (resolution_s = 300), so these are minutes.
-        minutes_1min, minutes_5min, minutes_other = connection.execute(
-            """
-            select
-                count(distinct ts) filter (where resolution_s = 60),
-                count(distinct ts) filter (where resolution_s = 300),
-                count(distinct ts) filter (where resolution_s not in (60, 300)),
-            from usage_minute
-            where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
-            """,
-            [context.region, context.endpoint, start_ms, context.as_of_ms],
-        ).fetchone()
-        if minutes_1min and (minutes_5min or minutes_other):
-            resolution = "1-min and 5-min" if not minutes_other else "mixed"
-        elif minutes_1min:
-            resolution = "1-min"
-        elif minutes_5min and not minutes_other:
-            resolution = "5-min"
-        elif minutes_other:
-            resolution = "mixed"
-        else:
-            resolution = "no data"
-        covered_from = covered_minutes = None
-        if context.covered_start_ms is not None and context.covered_end_ms is not None:
-            begin = max(start_ms, context.covered_start_ms)
-            end = min(context.as_of_ms, context.covered_end_ms)
-            if end > begin:
-                covered_from = iso(begin)
-                covered_minutes = (end - begin) // 60_000
-        windows.append(
-            {
-                "window": window,
-                "start": iso(start_ms),
-                "end": iso(context.as_of_ms),
-                "window_minutes": minutes,
-                "covered_from": covered_from,
-                "covered_minutes": covered_minutes or 0,
-                "minutes_1min": int(minutes_1min),
-                "minutes_5min": int(minutes_5min),
-                "minutes_other": int(minutes_other),
-                "resolution": resolution,
-            }
-        )
+def _coverage(context: ReportContext, coverage: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    windows = [
+        {
+            "window": window,
+            "start": iso(context.window_start_ms(window)),
+            "end": iso(context.as_of_ms),
+            **coverage[window],
+        }
+        for window, _minutes in WINDOWS
+    ]
     return {
         "region_covered_from": iso(context.covered_start_ms),
         "region_covered_to": iso(context.covered_end_ms),
@@ -574,10 +619,11 @@ def _coverage(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> 
 
 
 def _tags(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list[dict[str, Any]]:
+    coarse = _optional_columns(connection, "tag_attribution", ("peak_tpm_5min", "peak_tpm_bound_5min"))
     found = _rows(
         connection,
-        """
-        select "window", tag_key, tag_value, tokens, invocations, peak_tpm
+        f"""
+        select "window", tag_key, tag_value, tokens, invocations, peak_tpm, {coarse}
         from tag_attribution where region = ? and endpoint = ?
         """,
         [context.region, context.endpoint],
@@ -599,6 +645,9 @@ def _tags(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list
                     "share_pct": _share_pct(row["tokens"] or 0, whole),
                     "invocations": _num(row["invocations"], 0),
                     "peak_tpm": _num(row["peak_tpm"], 0),
+                    # The group's busiest minute inside the 5-minute data, bracketed: bucket sum / 5 to sum.
+                    "peak_tpm_5min": _num(row["peak_tpm_5min"]),
+                    "peak_tpm_bound_5min": _num(row["peak_tpm_bound_5min"], 0),
                 }
                 for row in in_window
             ]
@@ -613,21 +662,57 @@ def _tags(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list
 def _throttles(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> dict[str, Any]:
     found = _rows(
         connection,
-        """
-        select "window", series_id, throttles, throttled_minutes, tokens_in_throttled_minutes
+        f"""
+        select
+            "window", series_id, throttles, throttled_minutes, tokens_in_throttled_minutes,
+            {_optional_columns(connection, "throttle_attribution", ("throttled_buckets_5min",))}
         from throttle_attribution where region = ? and endpoint = ?
         """,
         [context.region, context.endpoint],
     )
+    # Throttled minutes are the endpoint's throttled 1-minute rows (throttle_minutes): a throttled 5-minute bucket
+    # does not say which of its minutes were throttled, so it counts in throttles and buckets, never as minutes.
+    minutes = {
+        window: (int(count), limits)
+        for window, count, limits in connection.execute(
+            """
+            select
+                w."window",
+                count(m.ts),
+                list(m.limiting_quota order by m.ts) filter (where m.ts is not null)
+            from (select unnest(?::varchar[]) as "window", unnest(?::bigint[]) as start_ms) as w
+            left join throttle_minutes as m
+                on m.region = ? and m.endpoint = ? and epoch_ms(m.ts) >= w.start_ms and epoch_ms(m.ts) < ?
+            group by w."window"
+            """,
+            [
+                [window for window, _ in WINDOWS],
+                [context.window_start_ms(window) for window, _ in WINDOWS],
+                context.region,
+                context.endpoint,
+                context.as_of_ms,
+            ],
+        ).fetchall()
+    }
+    # Throttled requests at every resolution: the window's total of the throttles metric.
+    throttle_totals = dict(
+        connection.execute(
+            """
+            select "window", total from window_stats
+            where region = ? and endpoint = ? and series_id = ? and metric = 'throttles' and epoch_ms(as_of) = ?
+            """,
+            [context.region, context.endpoint, AGGREGATE_SERIES, context.as_of_ms],
+        ).fetchall()
+    )
     windows = []
     for window, _minutes in WINDOWS:
-        (throttled_minutes, throttles) = connection.execute(
-            """
-            select count(*) filter (where throttles > 0), coalesce(sum(throttles), 0) from endpoint_minute
-            where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
-            """,
-            [context.region, context.endpoint, context.window_start_ms(window), context.as_of_ms],
-        ).fetchone()
+        throttled_minutes, limits = minutes.get(window, (0, []))
+        by_limit: dict[str, int] = {}
+        for limit in limits or []:
+            by_limit[limit] = by_limit.get(limit, 0) + 1
+        whole_row = next(
+            (row for row in found if row["window"] == window and row["series_id"] == AGGREGATE_SERIES), None
+        )
         rows = [row for row in found if row["window"] == window and row["series_id"] != AGGREGATE_SERIES]
         whole = float(sum(row["tokens_in_throttled_minutes"] or 0 for row in rows))
         entries = [
@@ -638,6 +723,7 @@ def _throttles(connection: duckdb.DuckDBPyConnection, context: ReportContext) ->
                 "throttled_minutes": _num(row["throttled_minutes"], 0),
                 "tokens_in_throttled_minutes": _num(row["tokens_in_throttled_minutes"], 0),
                 "share_pct": _share_pct(row["tokens_in_throttled_minutes"] or 0, whole),
+                "throttled_buckets_5min": _num(row["throttled_buckets_5min"], 0),
             }
             for row in rows
         ]
@@ -645,8 +731,10 @@ def _throttles(connection: duckdb.DuckDBPyConnection, context: ReportContext) ->
         windows.append(
             {
                 "window": window,
-                "throttled_minutes": int(throttled_minutes),
-                "throttles": _num(throttles, 0),
+                "throttled_minutes": throttled_minutes,
+                "throttled_minutes_by_limiting_quota": dict(sorted(by_limit.items())),
+                "throttled_buckets_5min": _num(whole_row["throttled_buckets_5min"], 0) if whole_row else 0,
+                "throttles": _num(throttle_totals.get(window) or 0, 0),
                 "rows": entries,
             }
         )
@@ -658,8 +746,8 @@ def _worst_minutes(connection: duckdb.DuckDBPyConnection, context: ReportContext
         connection,
         """
         with worst as (
-            select ts, throttles, tpm from endpoint_minute
-            where region = ? and endpoint = ? and throttles > 0 and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
+            select ts, throttles, tpm, limiting_quota from throttle_minutes
+            where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
             order by throttles desc, ts
             limit ?
         )
@@ -667,11 +755,12 @@ def _worst_minutes(connection: duckdb.DuckDBPyConnection, context: ReportContext
             epoch_ms(worst.ts) as ts_ms,
             worst.throttles,
             worst.tpm,
+            worst.limiting_quota,
             usage.series_id,
             usage.tpm as series_tpm,
         from worst
         left join usage_minute as usage
-            on usage.region = ? and usage.endpoint = ? and usage.ts = worst.ts
+            on usage.region = ? and usage.endpoint = ? and usage.ts = worst.ts and usage.resolution_s = 60
         """,
         [
             context.region,
@@ -686,7 +775,14 @@ def _worst_minutes(connection: duckdb.DuckDBPyConnection, context: ReportContext
     minutes: dict[int, dict[str, Any]] = {}
     for row in found:
         minute = minutes.setdefault(
-            row["ts_ms"], {"ts_ms": row["ts_ms"], "throttles": row["throttles"], "tpm": row["tpm"], "users": []}
+            row["ts_ms"],
+            {
+                "ts_ms": row["ts_ms"],
+                "throttles": row["throttles"],
+                "tpm": row["tpm"],
+                "limiting_quota": row["limiting_quota"],
+                "users": [],
+            },
         )
         if row["series_id"] is not None:
             minute["users"].append((row["series_tpm"] or 0, context.label(row["series_id"]), row["series_id"]))
@@ -699,6 +795,7 @@ def _worst_minutes(connection: duckdb.DuckDBPyConnection, context: ReportContext
                 "ts": iso(minute["ts_ms"]),
                 "throttles": _num(minute["throttles"], 0),
                 "tpm": _num(minute["tpm"], 0),
+                "limiting_quota": minute["limiting_quota"],
                 "top_series_id": top[2] if top else None,
                 "top_label": top[1] if top else None,
                 "top_tpm": _num(top[0], 0) if top else None,
@@ -770,6 +867,19 @@ def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "tpd_quota": tpd["quota_value"],
         "tpd_utilisation_max_pct": tpd["utilisation_max_pct"],
         "throttled_minutes": throttles["throttled_minutes"],
+        # The summary's statistics are over the minutes read at 1 minute; say when that is not the whole window.
+        "coverage": {
+            key: stats["coverage"][key]
+            for key in (
+                "fully_covered_1min",
+                "window_minutes",
+                "covered_minutes_1min",
+                "covered_minutes_5min",
+                "covered_minutes_1h",
+                "uncovered_minutes",
+                "resolution",
+            )
+        },
         "utilisation_max_pct": max(utilisations) if utilisations else None,
         "alert": bool(report["alerts"]["flagged"]),
         "alerts": report["alerts"]["flagged"],
@@ -794,7 +904,8 @@ def report_tables(
             "`select distinct region, endpoint from endpoints` and pick one of them."
         )
     _check_as_of(connection, context.as_of_ms)
-    stats = _stats(connection, context)
+    coverage = _window_coverage(connection, context)
+    stats = _stats(connection, context, coverage)
     quotas = _quotas(connection, context, optional)
     report: dict[str, Any] = {
         "schema": "buw.report/1",
@@ -806,7 +917,7 @@ def report_tables(
         "output_burndown": _output_burndown(connection, context),
         "tags": _tags(connection, context),
         "throttles": _throttles(connection, context),
-        "coverage": _coverage(connection, context),
+        "coverage": _coverage(context, coverage),
     }
     report["summary"] = _summary(report)
     return context, report

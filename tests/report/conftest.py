@@ -37,3 +37,25 @@ def big_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         days_5min=0,
         series_stats=False,
     )
+
+
+@pytest.fixture(scope="session")
+def coverage_lake(tmp_path_factory: pytest.TempPathFactory):
+    """The real models over a fixture lake read partly at 5 minutes, and its reports: (connection, out_dir, files).
+
+    us-east-1 (Claude Sonnet 4, direct traffic and one application profile) was read at 1 minute for the last two
+    days and at 5 minutes for the eight days before, with two throttled minutes and one throttled 5-minute
+    bucket; nothing older was read. eu-west-1 was read at 1 minute for all 30 days.
+    """
+    from pipelines.report import render_reports
+    from tests.models.lakes import OWN_MODELS, FixtureLake
+
+    from .report_fixtures import build_coverage_lake
+
+    lake = FixtureLake(tmp_path_factory.mktemp("coverage-lake") / "lake")
+    build_coverage_lake(lake)
+    connection = lake.build(AS_OF, models=(*OWN_MODELS, "quota_headroom"))
+    out_dir = tmp_path_factory.mktemp("coverage-reports")
+    files = render_reports(connection, out_dir, AS_OF)
+    yield connection, out_dir, files
+    connection.close()

@@ -1,7 +1,9 @@
-"""A small warehouse with the DESIGN §3 mart columns, built from generated minutes, for the report tests.
+"""Warehouses for the report tests.
 
-The marts are computed here with plain SQL so the report can be tested before (and independently of) the real
-models; only the columns the DESIGN guarantees are created.
+``build_warehouse`` writes a small warehouse with the documented mart columns from generated minutes, the marts
+computed here with plain SQL so the report is tested independently of the models (only the guaranteed columns
+exist, so the report's use of optional ones is tested too). ``build_coverage_lake`` fills a fixture lake that the
+real models build, read partly at 5-minute resolution, for the tests of coverage and resolution.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def build_warehouse(
     series_stats: bool = True,
     seed: int = 7,
 ) -> Path:
-    """Write a DuckDB file holding every mart of DESIGN §3 (quota marts optional) for ``series`` at AS_OF.
+    """Write a DuckDB file holding every mart the report reads (quota marts optional) for ``series`` at AS_OF.
 
     ``model_columns`` adds the extra columns the real models write (account_id, output_multiplier,
     quota_tpm_computed, estimated_tpm_quota_usage, where the first endpoint's AWS estimate runs 10 % under the
@@ -252,6 +254,53 @@ def build_warehouse(
         select region, endpoint, '*', day_start, day_end, sum(tokens) from per_series group by all
         """,
         [AS_OF],
+    )
+    # Every region was read at 1 minute for the last days_1min days and at 5 minutes for days_5min days before.
+    coverage_rows = []
+    for region in sorted({item.region for item in series}):
+        for window, minutes in (("1h", 60), ("1d", 1440), ("7d", 10080), ("14d", 20160), ("30d", 43200)):
+            at_1min = min(minutes, days_1min * 1440)
+            at_5min = min(minutes - at_1min, days_5min * 1440)
+            read = at_1min + at_5min
+            coverage_rows.append(
+                (
+                    region,
+                    window,
+                    minutes,
+                    at_1min,
+                    at_5min,
+                    0,
+                    minutes - read,
+                    AS_OF - timedelta(minutes=read) if read else None,
+                    AS_OF,
+                )
+            )
+    connection.execute(
+        """
+        create table window_coverage (
+            region varchar, "window" varchar, window_minutes integer, covered_minutes_1min integer,
+            covered_minutes_5min integer, covered_minutes_1h integer, uncovered_minutes integer,
+            coverage_start timestamp, as_of timestamp
+        )
+        """
+    )
+    connection.executemany("insert into window_coverage values (?, ?, ?, ?, ?, ?, ?, ?, ?)", coverage_rows)
+    connection.execute(
+        """
+        create table throttle_minutes as
+        select
+            region, endpoint, ts, throttles, tpm, quota_tpm, rpm,
+            case
+                when endpoint <> ? then 'unknown'
+                when quota_tpm >= 0.8 * ? and rpm >= 0.8 * ? then 'tpm+rpm'
+                when quota_tpm >= 0.8 * ? then 'tpm'
+                when rpm >= 0.8 * ? then 'rpm'
+                else 'neither'
+            end as limiting_quota
+        from endpoint_minute
+        where resolution_s = 60 and throttles > 0 and ts < ?
+        """,
+        [series[0].endpoint, TPM_QUOTA, RPM_QUOTA, TPM_QUOTA, RPM_QUOTA, AS_OF],
     )
     metric_list = ", ".join(METRICS)
     casts = ", ".join(f"{name}::double as {name}" for name in METRICS)
@@ -421,3 +470,57 @@ BIG_SERIES = (
         for index in range(14)
     ),
 )
+
+
+# The lake of the coverage tests (built with the real models): what each region was read at, and when.
+COVERAGE_1MIN_DAYS = 2
+COVERAGE_5MIN_DAYS = 8
+COVERAGE_THROTTLED_MINUTES = (30, 90)  # minutes before as_of, 3 throttles each, at 1-minute resolution
+COVERAGE_THROTTLED_BUCKET_DAYS = 3  # days before as_of: the one throttled 5-minute bucket, 7 throttles
+COVERAGE_APP_PROFILE = "cov0profile1"
+COVERAGE_EU_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+def build_coverage_lake(lake) -> None:
+    """Fill a tests.models.lakes.FixtureLake: see the ``coverage_lake`` fixture for what it holds."""
+    from tests.models.lakes import SONNET_4, fm_arn
+
+    lake.foundation_model(SONNET_4, "Claude Sonnet 4")
+    for code, kind, value in (("L-0000000A", "tokens per minute", 40_000), ("L-0000000B", "requests per minute", 20)):
+        lake.quota(code, f"On-demand model inference {kind} for Anthropic Claude Sonnet 4 V1", value)
+    lake.quota("L-0000000C", "Model invocation max tokens per day for Anthropic Claude Sonnet 4 V1", 20_000_000)
+    lake.profile(COVERAGE_APP_PROFILE, [fm_arn(SONNET_4)], name="coverage-app")
+    lake.tags(COVERAGE_APP_PROFILE, {"team": "search"})
+    one_minute_start = AS_OF - timedelta(days=COVERAGE_1MIN_DAYS)
+    five_minute_start = one_minute_start - timedelta(days=COVERAGE_5MIN_DAYS)
+    lake.coverage(one_minute_start, AS_OF, period_s=60)
+    lake.coverage(five_minute_start, one_minute_start, period_s=300)
+    for n in range(1, COVERAGE_1MIN_DAYS * 1440 + 1):
+        ts = AS_OF - timedelta(minutes=n)
+        if n % 10 == 0 or n in COVERAGE_THROTTLED_MINUTES:
+            throttles = 3 if n in COVERAGE_THROTTLED_MINUTES else 0
+            lake.minute(SONNET_4, ts, input=1_000 + n % 700, output=100, invocations=2, throttles=throttles)
+        if n % 7 == 0:
+            lake.minute(COVERAGE_APP_PROFILE, ts, input=500 + n % 300, output=50, invocations=1)
+    throttled_bucket = AS_OF - timedelta(days=COVERAGE_THROTTLED_BUCKET_DAYS)
+    bucket = five_minute_start
+    index = 0
+    while bucket < one_minute_start:
+        if index % 12 == 0 or bucket == throttled_bucket:
+            lake.minute(
+                SONNET_4,
+                bucket,
+                period_s=300,
+                input=20_000 + 37 * (index % 50),
+                output=1_000,
+                invocations=10,
+                throttles=7 if bucket == throttled_bucket else 0,
+            )
+        bucket += timedelta(minutes=5)
+        index += 1
+    # eu-west-1: every minute of the 30 days read at 1 minute.
+    lake.coverage(AS_OF - timedelta(days=30), AS_OF, period_s=60, region="eu-west-1")
+    for n in range(1, 31):
+        lake.minute(
+            COVERAGE_EU_MODEL, AS_OF - timedelta(hours=n * 20), input=300, output=30, invocations=1, region="eu-west-1"
+        )

@@ -192,3 +192,46 @@ def test_a_copied_reports_folder_and_an_inline_page_open_offline(browser, render
         assert page.locator(".js-plotly-plot").count() == page.locator(".js-chart").count() >= 15
     finally:
         page.close()
+
+
+def test_the_coverage_note_shows_on_a_partly_read_page_and_not_on_a_fully_read_one(browser, coverage_lake):
+    _connection, _out, files = coverage_lake
+    partial = next(file for file in files if file.region == "us-east-1" and file.kind == "endpoint")
+    page, problems = open_report(browser, partial.html_path)
+    try:
+        assert problems == []
+        note = page.locator("#coverage-note-7d")
+        assert note.is_visible()
+        text = note.inner_text()
+        # 2 days at 1 minute, 5 days at 5 minutes, nothing unread in the 7d window.
+        assert "2,880 at 1-minute resolution" in text and "7,200 at 5-minute/1-hour resolution" in text
+        assert "0 not at all" in text
+        # The coarse figures are set apart from the 1-minute ones and labelled.
+        header = page.locator("#stats-7d thead").inner_text()
+        assert "p90 of 5-min bucket rates" in header and "busiest minute in 5-min data" in header
+        assert page.locator("#stats-7d tr[data-metric='tpm'] td.coarse").first.is_visible()
+        assert page.locator("#quota-tpm-coarse-7d").is_visible()
+        # Windows read wholly at 1 minute carry none of it.
+        assert page.locator("#coverage-note-1d").count() == 0
+        assert page.locator("#stats-1d td.coarse").count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#stats").screenshot(path=str(ARTIFACTS / "report-coverage-note.png"))
+    finally:
+        page.close()
+    full = next(file for file in files if file.region == "eu-west-1" and file.kind == "endpoint")
+    page, problems = open_report(browser, full.html_path)
+    try:
+        assert problems == []
+        assert page.locator("#stats").is_visible()
+        assert page.locator(".coverage-note").count() == 0 and page.locator("td.coarse").count() == 0
+    finally:
+        page.close()
+    index = next(file for file in files if file.kind == "index")
+    page, problems = open_report(browser, index.html_path)
+    try:
+        assert problems == []
+        flags = page.locator("#endpoints .partial")
+        assert flags.count() == 1 and flags.first.is_visible()
+        assert flags.first.inner_text() == "2,880 of 10,080 min at 1-min"
+    finally:
+        page.close()

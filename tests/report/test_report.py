@@ -214,8 +214,14 @@ def test_stats_tables_show_the_json_numbers_which_are_the_marts(rendered, wareho
             rows = page.rows(f"stats-{window['window']}")
             assert [attrs["data-metric"] for attrs, _cells in rows] == [row["metric"] for row in window["metrics"]]
             assert len(rows) == 14
+            # A window partly read at coarser resolution also shows its figures over 5-minute buckets.
+            coarse = {"p90_5min", "peak_bracket_5min", "buckets_5min"}
             for (_attrs, cells), row in zip(rows, window["metrics"], strict=True):
-                assert set(cells) == {"p50", "p90", "p99", "avg", "max", "total", "active_points", "window_points"}
+                minute = {"p50", "p90", "p99", "avg", "max", "total", "active_points", "window_points"}
+                assert set(cells) == minute | (set() if window["coverage"]["fully_covered_1min"] else coarse)
+                for column in coarse & set(cells):
+                    assert cells[column] == "—" or row[column.replace("peak_bracket", "max")] is not None
+                    cells.pop(column)
                 for column, text in cells.items():
                     assert shown(text) == row[column], (file.endpoint, window["window"], row["metric"], column)
     _page, report = load(report_of(files, GEO))
@@ -544,18 +550,18 @@ def test_coverage_reports_resolution_and_the_limitations(rendered):
     _out, files = rendered
     page, report = load(report_of(files, GEO))
     windows = {row["window"]: row for row in report["coverage"]["windows"]}
-    assert windows["1d"]["resolution"] == "1-min"
-    assert windows["30d"]["resolution"] == "1-min and 5-min"
-    # usage_minute spreads 5-minute buckets over their minutes, so coverage counts minutes of each resolution.
-    assert 0 < windows["30d"]["minutes_5min"] <= 7 * 1440 and windows["30d"]["minutes_5min"] % 5 == 0
-    assert windows["30d"]["covered_from"] == "2025-05-20T12:00:00Z"
-    assert windows["30d"]["covered_minutes"] == 21 * 1440
+    assert windows["1d"]["resolution"] == "1-min" and windows["1d"]["fully_covered_1min"]
+    assert windows["30d"]["resolution"] == "1-min and 5-min, partly not read"
+    # Minutes read at each resolution, from window_coverage: 14 days at 1 minute, 7 days at 5 minutes before.
+    assert windows["30d"]["covered_minutes_1min"] == 14 * 1440
+    assert windows["30d"]["covered_minutes_5min"] == 7 * 1440
+    assert windows["30d"]["uncovered_minutes"] == 9 * 1440
+    assert windows["30d"]["coverage_start"] == "2025-05-20T12:00:00Z"
     for attrs, cells in page.rows("coverage-windows"):
         row = windows[attrs["data-window"]]
         assert cells["resolution"] == row["resolution"]
-        assert shown(cells["minutes_1min"]) == row["minutes_1min"]
-        assert shown(cells["minutes_5min"]) == row["minutes_5min"]
-        assert shown(cells["covered_minutes"]) == row["covered_minutes"]
+        for column in ("covered_minutes_1min", "covered_minutes_5min", "covered_minutes_1h", "uncovered_minutes"):
+            assert shown(cells[column]) == row[column]
     text = report_of(files, GEO).html_path.read_text(encoding="utf-8")
     assert "max_tokens" in text and "EstimatedTPMQuotaUsage" in text and "5-minute" in text
 
