@@ -281,7 +281,7 @@ def test_llm_access_denied_is_one_sentence(data_dir: Path, clients, boto3_client
     def with_runtime(service: str, region: str) -> Any:
         return runtime if service == "bedrock-runtime" else factory(service, region)
 
-    with stub, pytest.raises(UserError, match=r"AWS denied bedrock:InvokeModel .*\(Converse\).* docs/iam-policy.md"):
+    with stub, pytest.raises(UserError, match=r"AWS denied bedrock:InvokeModel .*\(Converse\).*docs/iam-policy\.md"):
         refresh("fm-quotas", "us-east-1", llm_model_id=LLM, clients=with_runtime, out=io.StringIO())
 
 
