@@ -191,7 +191,7 @@ def _sweep(candidates: Iterable[Path]) -> list[Path]:
             if _alive(int(pid)) if pid.isdigit() else time.time() - stale.stat().st_mtime < 3600:
                 continue
             stale.unlink()
-        except FileNotFoundError:
+        except OSError:  # gone already, or a read-only warehouse: nothing to do
             continue
         removed.append(stale)
     return removed

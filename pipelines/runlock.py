@@ -23,8 +23,17 @@ LOCK_NAME = ".buw-run.lock"
 def run_lock(root: Path) -> Iterator[None]:
     """Hold the run lock of the warehouse at ``root`` for this process, or refuse at once naming the holder."""
     root.mkdir(parents=True, exist_ok=True)
-    # "a+" neither truncates the holder's pid nor fails when the file is missing.
-    with open(root / LOCK_NAME, "a+", encoding="utf-8") as lock:
+    path = root / LOCK_NAME
+    try:
+        # "a+" neither truncates the holder's pid nor fails when the file is missing.
+        lock = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError:
+        # A read-only warehouse (`buw report` only renders from it): lock what is there, else nobody can write it.
+        if not path.exists():
+            yield
+            return
+        lock = open(path, encoding="utf-8")  # noqa: SIM115
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -32,12 +41,17 @@ def run_lock(root: Path) -> Iterator[None]:
             pid = lock.read().strip() or "unknown"
             raise UserError(f"another buw run (pid {pid}) is using {root}; wait for it to finish.") from None
         try:
-            lock.seek(0)
-            lock.truncate()
-            lock.write(str(os.getpid()))
-            lock.flush()
+            _note(lock, str(os.getpid()))
             yield
         finally:
-            lock.seek(0)
-            lock.truncate()
+            _note(lock, "")
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _note(lock, text: str) -> None:
+    if not lock.writable():
+        return
+    lock.seek(0)
+    lock.truncate()
+    lock.write(text)
+    lock.flush()
