@@ -5,7 +5,7 @@ Every case runs the real CLI in a private environment on three days of one regio
 killed with SIGKILL at three moments, a lake file lost or damaged, a second run on the same warehouse, Ctrl-C —
 and compares the lake (every Parquet file's rows, ``fetched_at`` aside) and the marts (every table of
 usage.duckdb, rows sorted) with those of a clean run. Each test prints how long it took (``pytest -s``); the whole
-file takes about 7 minutes on a busy 2-core machine (each run 25-45 s, nine and a half runs).
+file takes about 7 minutes on a busy 2-core machine (a dozen runs of 25-45 s, some cut short).
 """
 
 from __future__ import annotations
