@@ -229,14 +229,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         preflight.check_as_of(as_of, oldest=preflight.CLOUDWATCH_RETENTION)
         preflight.check_days(args.days)
         preflight.check_endpoint_url()
-        _check_warehouse(write=True)
+        _check_warehouse(write=True, lake=False)
         return analyze_command(args, granularity=granularity, as_of=as_of)
     if args.command == "demo":
         from pipelines.commands import demo_command
 
         # The demo's as_of sets the sandbox's clock, so any past time is a valid one.
         as_of = _as_of(args.as_of)
-        _check_warehouse(write=True)
+        _check_warehouse(write=True, lake=False)
         return demo_command(args, as_of=as_of)
     if args.command == "sql":
         from pipelines.commands import sql_command
@@ -276,15 +276,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise UserError(f"unknown command {args.command!r}; see `buw --help`.")
 
 
-def _check_warehouse(*, write: bool) -> None:
-    """What a command that reads (and, with ``write``, builds) the warehouse needs before it starts."""
+def _check_warehouse(*, write: bool, lake: bool = True) -> None:
+    """What a command that reads (and, with ``write``, builds) the warehouse needs before it starts.
+
+    ``lake=False`` leaves the lake's files to the run's planning, which reads unreadable metric days again.
+    """
     # The settings module, not the warehouse resource: `buw sql` must not import Dagster or boto3.
     from pipelines import preflight, settings
 
     preflight.check_warehouse_dir(settings.warehouse_root(), write=write)
     preflight.check_database(settings.database_path())
-    if write:
+    if write and lake:
         preflight.check_lake(settings.lake_dir())
+    if write:
         preflight.check_overrides()
 
 

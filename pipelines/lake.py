@@ -166,19 +166,45 @@ def write_partition(lake: Path, partition: Partition, table: pa.Table) -> Path:
         table = table.select(schema.names).cast(schema)
     directory = partition.directory(lake)
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob(".*.tmp"):
-        # Left by a run killed mid-write; never visible to readers (they read *.parquet only). A young one may
-        # belong to a writer still at work on this partition, so only hour-old leftovers go.
-        try:
-            if time.time() - stale.stat().st_mtime > 3600:
-                stale.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass
-    temporary = directory / f".{uuid.uuid4().hex}.tmp"
+    _sweep(directory.glob(".*.tmp"))
+    # The writer's pid in the name tells the next run whether the file belongs to a writer still at work.
+    temporary = directory / f".{os.getpid()}-{uuid.uuid4().hex}.tmp"
     pq.write_table(table, temporary, compression="zstd")
     final = directory / PARTITION_FILE
     os.replace(temporary, final)
     return final
+
+
+def sweep_temp_files(lake: Path) -> list[Path]:
+    """Delete the temporary files of writers that died mid-write, anywhere in the lake; return what was deleted."""
+    return _sweep(lake.glob("*/region=*/date=*/.*.tmp"))
+
+
+def _sweep(candidates: Iterable[Path]) -> list[Path]:
+    # Left by a run killed mid-write; never visible to readers (they read *.parquet only). One whose writer is
+    # still alive on this machine (or, for a name without a pid, one younger than an hour) may be written right
+    # now, so it stays.
+    removed = []
+    for stale in candidates:
+        pid = stale.name[1:].partition("-")[0]
+        try:
+            if _alive(int(pid)) if pid.isdigit() else time.time() - stale.stat().st_mtime < 3600:
+                continue
+            stale.unlink()
+        except OSError:  # gone already, or a read-only warehouse: nothing to do
+            continue
+        removed.append(stale)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_partition(lake: Path, partition: Partition) -> pa.Table | None:

@@ -134,6 +134,18 @@ def aws_refusal(result: dg.ExecuteInProcessResult) -> str | None:
     return None
 
 
+def interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a step of the run failed because the process got SIGINT (Ctrl-C) or SIGTERM."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            while error is not None:
+                if error.cls_name == "DagsterExecutionInterruptedError":
+                    return True
+                error = error.cause
+    return False
+
+
 def execute(
     aws: AwsResource | None,
     warehouse: WarehouseResource,
@@ -143,15 +155,24 @@ def execute(
 ) -> dg.ExecuteInProcessResult:
     """One Dagster run of the pipeline's assets (``selection``: asset keys, default every asset) in this process.
 
-    The run, its event log, materializations and check results land in the Dagster instance, so the UI shows
-    it like any other; a failure becomes a ``UserError`` naming the step and the cause (the traceback stays in
+    One run per warehouse at a time: a second one refuses at once (``pipelines.runlock``). The run, its event
+    log, materializations and check results land in the Dagster instance, so the UI shows it like any other; a
+    failure becomes a ``UserError`` naming the step and the cause (the traceback stays in
     the run's log).
     """
+    from pipelines.lake import sweep_temp_files
+    from pipelines.report.render import sweep_stale_temp_files
+    from pipelines.runlock import run_lock
+
     resources = {"warehouse": warehouse, "aws": aws or AwsResource()}
     assets = pipeline_assets()
     # Entered, so Dagster finds this instance as the current one while it loads the definitions of the run.
-    with _instance() as instance:
+    with run_lock(warehouse.root()), _instance() as instance:
         reap_abandoned_runs(instance)
+        # No other buw run is at work on this warehouse now: what a killed one left half-written goes.
+        sweep_temp_files(warehouse.lake())
+        if warehouse.reports().is_dir():
+            sweep_stale_temp_files(warehouse.reports(), max_age=0)
         result = dg.materialize(
             assets,
             selection=list(selection) if selection is not None else None,
@@ -164,6 +185,9 @@ def execute(
             raise_on_error=False,
         )
     if not result.success:
+        if interrupted(result):
+            # Dagster turns Ctrl-C inside a step into a failed step; the user pressed it, so it is an interrupt.
+            raise KeyboardInterrupt
         refusal = aws_refusal(result)
         if refusal:
             raise UserError(refusal)
@@ -240,10 +264,16 @@ def build_models_and_reports(
 
 
 def plan_days(warehouse: WarehouseResource, as_of: datetime, regions: Sequence[str], days: int, console) -> list:
-    """The metric days this run reads; says which held days are read again because their files are gone."""
+    """The metric days this run reads; says which held days are read again because their files are gone.
+
+    A metric day file that is missing or unreadable is read again (and said so); any other unreadable lake file
+    stops the run here, before it reads anything.
+    """
     from pipelines.extraction import days_to_read
+    from pipelines.preflight import check_lake
 
     wanted, problems = days_to_read(warehouse.lake(), as_of, regions, days)
+    check_lake(warehouse.lake(), {(region, day) for region in regions for day in wanted})
     for problem in sorted(set(problems)):
         console.print(f"[yellow]{problem}: reading that day again[/yellow]")
     return wanted

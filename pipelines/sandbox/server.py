@@ -171,7 +171,8 @@ class SandboxServer:
     ``scenario`` is a bundled scenario name, a YAML path or a loaded :class:`Scenario`; ``now`` pins the clock
     (else the wall clock); traffic is anchored on the initial clock, so moving the clock later never changes
     the value of any minute. ``fault_rate`` is the share of AWS calls that fail with one of ``fault_kinds``,
-    drawn from a sequence seeded by ``seed`` so a run repeats; ``tps`` limits AWS calls per second
+    drawn from a sequence seeded by ``fault_seed`` (default ``seed``) so a run repeats, and the same account can
+    meet other faults; ``tps`` limits AWS calls per second
     (ThrottlingException above). ``policy`` (an IAM policy document, JSON text or a path) makes every call
     its actions do not allow fail with the service's access-denied error; ``reject_credentials``
     (``expired`` or ``invalid``) makes every call fail as AWS does for such credentials (see
@@ -188,6 +189,7 @@ class SandboxServer:
         port: int = 0,
         fault_rate: float = 0.0,
         fault_kinds: tuple[str, ...] | list[str] = FAULT_KINDS,
+        fault_seed: int | None = None,
         tps: float | None = None,
         slow_seconds: float = 2.0,
         policy: auth.Policy | dict | str | Path | None = None,
@@ -214,6 +216,7 @@ class SandboxServer:
         self.port = port
         self.fault_rate = fault_rate
         self.fault_kinds = tuple(fault_kinds)
+        self.fault_seed = seed if fault_seed is None else fault_seed
         self.tps = tps
         self.slow_seconds = slow_seconds
         self._clock = SandboxClock(now)
@@ -221,7 +224,7 @@ class SandboxServer:
         self._stats = SandboxStats()
         self._cache = ResultCache()
         self._fault_lock = threading.Lock()
-        self._faults = random.Random(seed)
+        self._faults = random.Random(self.fault_seed)
         self._bucket = _TokenBucket(tps) if tps else None
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -300,7 +303,7 @@ class SandboxServer:
         self._stats.reset()
         self._cache.clear()
         with self._fault_lock:
-            self._faults = random.Random(self.seed)
+            self._faults = random.Random(self.fault_seed)
 
     # ---- request handling
     # -------------------------------------------------------------------------------------
