@@ -147,14 +147,23 @@ def execute(
     it like any other; a failure becomes a ``UserError`` naming the step and the cause (the traceback stays in
     the run's log).
     """
+    from pipelines.assets.extract import OPTIONAL_EXTRACT_ASSETS
+
     resources = {"warehouse": warehouse, "aws": aws or AwsResource()}
     assets = pipeline_assets()
+    if selection is None:
+        selection = [
+            key.to_user_string()
+            for asset in assets
+            for key in asset.keys
+            if key.to_user_string() not in OPTIONAL_EXTRACT_ASSETS
+        ]
     # Entered, so Dagster finds this instance as the current one while it loads the definitions of the run.
     with _instance() as instance:
         reap_abandoned_runs(instance)
         result = dg.materialize(
             assets,
-            selection=list(selection) if selection is not None else None,
+            selection=list(selection),
             instance=instance,
             resources=resources,
             tags={**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"},
