@@ -488,6 +488,6 @@ def service_quotas(context: dg.AssetExecutionContext, aws: AwsResource, warehous
 
 EXTRACT_ASSETS = [metric_points, foundation_models, inference_profiles_and_tags, service_quotas, invocation_logs]
 
-# Read only when asked for (``buw analyze --breakdown``, the UI, a job of its own): the invocation logs need
-# permissions (docs/iam-policy.md, optional statement) that the metrics alone do not.
+# Read only when asked for (``buw analyze --breakdown``, the UI): the invocation logs need permissions
+# (docs/iam-policy.md) that the metrics alone do not.
 OPTIONAL_EXTRACT_ASSETS = ("invocation_logs",)
