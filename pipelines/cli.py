@@ -97,6 +97,15 @@ def _build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--as-of", help="end of every window, ISO-8601 UTC (default: the current minute)")
     analyze.add_argument("--profile", help="AWS named profile (default: AWS_PROFILE)")
     analyze.add_argument("--days", type=int, default=30, help="days of history to backfill on a first run (30)")
+    analyze.add_argument(
+        "--breakdown",
+        action="append",
+        default=[],
+        metavar="DIMENSION",
+        help="also read the model invocation logs and print the top callers per endpoint by principal, session, "
+        "tag:<IAM tag key> or metadata:<requestMetadata key>; repeatable (needs the invocation-log permissions "
+        "of docs/iam-policy.md)",
+    )
 
     demo = commands.add_parser(
         "demo",

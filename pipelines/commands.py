@@ -343,6 +343,20 @@ def _stop_group(pgid: int, grace: float) -> None:
 # analyze / demo / report ---
 
 
+BREAKDOWN_FORMS = "principal, session, tag:<key> or metadata:<key>"
+
+
+def parse_breakdown(text: str) -> str:
+    """A ``--breakdown`` value as the caller_attribution dimension it names; a malformed one is a UserError."""
+    value = text.strip()
+    if value in ("principal", "session"):
+        return value
+    kind, _, key = value.partition(":")
+    if kind in ("tag", "metadata") and key.strip():
+        return f"{kind}:{key.strip()}"
+    raise UserError(f"--breakdown {text!r} is not one of {BREAKDOWN_FORMS} (e.g. --breakdown tag:team).")
+
+
 def analyze_command(args: argparse.Namespace, *, granularity: dict[str, str], as_of: datetime | None) -> int:
     from pipelines.pipeline import AnalyzeRequest, run_analyze
 
@@ -355,7 +369,9 @@ def analyze_command(args: argparse.Namespace, *, granularity: dict[str, str], as
         from rich.prompt import Prompt
 
         region = Prompt.ask("AWS region", default="us-east-1")
+    breakdowns = tuple(parse_breakdown(text) for text in args.breakdown)
     request = AnalyzeRequest(
+        breakdowns=breakdowns,
         region=region,
         model_ids=tuple(args.model_id),
         granularity=granularity,

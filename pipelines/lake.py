@@ -73,6 +73,58 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("price_as_of", pa.date32()),
         ]
     ),
+    # Invocation-log counts per minute x caller x ModelId as sent x requestMetadata; never a request's body.
+    "caller_minutes": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("ts", _TS),
+            ("model_id", pa.string()),
+            ("identity_arn", pa.string()),
+            ("principal", pa.string()),
+            ("session", pa.string()),
+            ("request_metadata", pa.string()),
+            ("requests", pa.int64()),
+            ("throttles", pa.int64()),
+            ("errors", pa.int64()),
+            ("input_tokens", pa.int64()),
+            ("output_tokens", pa.int64()),
+            ("cache_read_tokens", pa.int64()),
+            ("cache_write_tokens", pa.int64()),
+            # The S3 object the counts came from (each is read once), or "logs-insights".
+            ("source", pa.string()),
+            ("fetched_at", _TS),
+        ]
+    ),
+    # What each invocation-log read cost per region: S3 objects and bytes, or Logs Insights bytes scanned.
+    "invocation_log_reads": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("account_id", pa.string()),
+            ("recorded_at", _TS),
+            ("delivery", pa.string()),
+            ("range_start", _TS),
+            ("range_end", _TS),
+            ("list_calls", pa.int64()),
+            ("objects_listed", pa.int64()),
+            ("objects_read", pa.int64()),
+            ("bytes_read", pa.int64()),
+            ("records_read", pa.int64()),
+            ("queries", pa.int64()),
+            ("records_scanned", pa.int64()),
+            ("bytes_scanned", pa.int64()),
+            ("rows_written", pa.int64()),
+            ("days_written", pa.int32()),
+        ]
+    ),
+    # IAM tags of the principals seen in the invocation logs (ListRoleTags / ListUserTags).
+    "principal_tags": pa.schema(
+        [
+            ("principal", pa.string()),
+            ("key", pa.string()),
+            ("value", pa.string()),
+            ("snapshot_at", _TS),
+        ]
+    ),
     "inference_profiles": pa.schema(
         [
             ("account_id", pa.string()),

@@ -37,6 +37,8 @@ class AnalyzeRequest:
     profile: str | None = None
     days: int = 30
     interactive: bool = False
+    # caller_attribution dimensions to print (``--breakdown``); any of them also reads the invocation logs.
+    breakdowns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ def execute(
     tags: dict[str, str],
     selection: Sequence[str] | None = None,
     status=None,
+    optional: Sequence[str] = (),
 ) -> dg.ExecuteInProcessResult:
     """One Dagster run of the pipeline's assets (``selection``: asset keys, default every asset) in this process.
 
@@ -160,12 +163,20 @@ def execute(
     failure becomes a ``UserError`` naming the step and the cause (the traceback stays in
     the run's log).
     """
+    from pipelines.assets.extract import OPTIONAL_EXTRACT_ASSETS
     from pipelines.lake import sweep_temp_files
     from pipelines.report.render import sweep_stale_temp_files
     from pipelines.runlock import run_lock
 
     resources = {"warehouse": warehouse, "aws": aws or AwsResource()}
     assets = pipeline_assets()
+    if selection is None:
+        selection = [
+            key.to_user_string()
+            for asset in assets
+            for key in asset.keys
+            if key.to_user_string() not in OPTIONAL_EXTRACT_ASSETS or key.to_user_string() in optional
+        ]
     # Entered, so Dagster finds this instance as the current one while it loads the definitions of the run.
     with run_lock(warehouse.root()), _instance() as instance:
         reap_abandoned_runs(instance)
@@ -175,7 +186,7 @@ def execute(
             sweep_stale_temp_files(warehouse.reports(), max_age=0)
         result = dg.materialize(
             assets,
-            selection=list(selection) if selection is not None else None,
+            selection=list(selection),
             instance=instance,
             resources=resources,
             tags={**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"},
@@ -437,9 +448,68 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
         granularity=request.granularity,
     )
     with console.status(f"reading {request.region} from {days[0]} to {days[-1]} and building the warehouse"):
-        result = execute(aws, warehouse, tags)
+        result = execute(aws, warehouse, tags, optional=("invocation_logs",) if request.breakdowns else ())
     endpoints = _rendered_endpoints(warehouse, tags)
-    return _finish(console, warehouse, as_of, result, endpoints, regions=[request.region])
+    summary = _finish(console, warehouse, as_of, result, endpoints, regions=[request.region])
+    for dimension in request.breakdowns:
+        print_breakdown(console, breakdown_rows(warehouse, dimension, endpoints), dimension)
+    return summary
+
+
+BREAKDOWN_TOP = 5
+
+
+def breakdown_rows(
+    warehouse: WarehouseResource, dimension: str, endpoints: Iterable[tuple[str, str]] | None = None
+) -> list[tuple]:
+    """(region, endpoint, value, tokens, share, requests, peak TPM, share in throttled minutes) of the top callers
+    by tokens per endpoint over SUMMARY_WINDOW, and each endpoint's '(not in logs)' row, from caller_attribution."""
+    wanted = set(endpoints) if endpoints is not None else None
+    with warehouse.connect(read_only=True) as connection:
+        rows = connection.execute(
+            """
+            select region, endpoint, dimension_value, tokens, share, requests, peak_tpm, share_in_throttled_minutes
+            from caller_attribution
+            where dimension = $dimension and "window" = $window
+            qualify is_remainder
+                or row_number() over (
+                    partition by region, endpoint, is_remainder order by tokens desc, dimension_value
+                ) <= $top
+            order by region, endpoint, is_remainder, tokens desc, dimension_value
+            """,
+            {"dimension": dimension, "window": SUMMARY_WINDOW, "top": BREAKDOWN_TOP},
+        ).fetchall()
+    return [row for row in rows if wanted is None or (row[0], row[1]) in wanted]
+
+
+def print_breakdown(console, rows: Sequence[tuple], dimension: str) -> None:
+    from rich.table import Table
+
+    if not rows:
+        console.print(
+            f"no callers by {dimension} in the last {SUMMARY_WINDOW[:-1]} days: the invocation logs hold none "
+            "(is model invocation logging on in this region, and does the key exist?)"
+        )
+        return
+    table = Table(title=f"Top callers by {dimension}, last {SUMMARY_WINDOW[:-1]} days (shares of the metrics)")
+    for name in ("region", "endpoint", dimension, "tokens", "share", "requests", "peak TPM", "share when throttled"):
+        table.add_column(
+            name,
+            no_wrap=name in ("region", "endpoint", dimension),
+            justify="left" if name in ("region", "endpoint", dimension) else "right",
+        )
+    for region, endpoint, value, tokens, share, requests, peak, throttled in rows:
+        table.add_row(
+            region,
+            endpoint,
+            value,
+            f"{tokens:,}",
+            "—" if share is None else f"{share * 100:.1f} %",
+            f"{requests:,}",
+            "—" if peak is None else f"{peak:,}",
+            "—" if throttled is None else f"{throttled * 100:.1f} %",
+        )
+    console.print(table)
 
 
 def _rendered_endpoints(warehouse: WarehouseResource, tags: dict[str, str]) -> list[tuple[str, str]] | None:

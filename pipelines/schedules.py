@@ -19,7 +19,8 @@ from pipelines.extraction import BACKFILL_DAYS, contiguous_spans, days_to_read
 from pipelines.resources import AwsResource, WarehouseResource, default_as_of
 
 METRIC_ASSET = dg.AssetKey("metric_points")
-EXTRACT_ASSETS = dg.AssetSelection.groups("extract")
+# The invocation logs need permissions of their own; the hourly job reads them only once added to it.
+EXTRACT_ASSETS = dg.AssetSelection.groups("extract") - dg.AssetSelection.assets("invocation_logs")
 
 extract_job = dg.define_asset_job(
     "extract_job",

@@ -27,6 +27,7 @@ from pipelines.aws import AwsApiError
 from pipelines.aws.account import get_identity
 from pipelines.aws.bedrock import list_foundation_models, list_inference_profiles, list_profile_tags
 from pipelines.aws.cloudwatch import GET_METRIC_DATA_PRICE
+from pipelines.aws.invocation_logs import LogReadCost
 from pipelines.aws.quotas import list_service_quotas
 from pipelines.aws.records import CallStats
 from pipelines.extraction import (
@@ -37,6 +38,7 @@ from pipelines.extraction import (
     extract_metrics,
     oldest_readable_day,
 )
+from pipelines.invocation_extraction import extract_invocation_logs, record_log_reads
 from pipelines.resources import (
     SERIES_TAG,
     AwsResource,
@@ -357,6 +359,76 @@ def metric_points(context: dg.AssetExecutionContext, aws: AwsResource, warehouse
     )
 
 
+def _log_reads_table(reads) -> str:
+    lines = [
+        "| region | delivery | read from | to | objects read | bytes read | records | queries | bytes scanned | rows |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for read in reads:
+        lines.append(
+            f"| {read.region} | {read.delivery} | {read.start:%Y-%m-%d %H:%M} | {read.end:%Y-%m-%d %H:%M} | "
+            f"{read.cost.objects_read:,} | {read.cost.bytes_read:,} | {read.cost.records_read:,} | "
+            f"{read.cost.queries} | {read.cost.bytes_scanned:,} | {read.rows:,} |"
+        )
+    return "\n".join(lines)
+
+
+@dg.asset(
+    partitions_def=metric_days,
+    # As for the metrics: a backfill of any range is one run, and each S3 object or log record is read once.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    # Its own pool: two runs must not rewrite the same caller_minutes days at once, but a log read need not
+    # wait for a CloudWatch read.
+    pool="invocation_logs",
+    group_name="extract",
+    kinds={"aws", "s3", "parquet"},
+)
+def invocation_logs(context: dg.AssetExecutionContext, aws: AwsResource, warehouse: WarehouseResource):
+    """Per-minute caller counts from Bedrock model invocation logs of every target region for a range of UTC days.
+
+    Reads GetModelInvocationLoggingConfiguration, then the S3 objects not yet held (ListObjectsV2, GetObject)
+    or, with CloudWatch Logs delivery only, Logs Insights (StartQuery, GetQueryResults) for the minutes after
+    the last read; the callers' IAM tags (ListRoleTags, ListUserTags). Writes ``caller_minutes`` (counts only,
+    never a request's body), ``principal_tags`` and ``invocation_log_reads``.
+    """
+    window = context.partition_time_window
+    first_day = window.start.astimezone(UTC).date()
+    last_day = (window.end.astimezone(UTC) - timedelta(seconds=1)).date()
+    regions = aws.target_regions()
+    lake = warehouse.lake()
+    clients = ClientCache(aws)
+    reads = []
+    try:
+        account_id, now = identity_for(aws, regions[0], "invocation_logs")
+        for region in regions:
+            read = extract_invocation_logs(clients, lake, region, first_day, last_day, account_id, now)
+            context.log.info(
+                f"{region}: {read.delivery} {read.start:%Y-%m-%d %H:%M} to {read.end:%Y-%m-%d %H:%M}, "
+                f"{read.cost.objects_read} objects ({read.cost.bytes_read} bytes), {read.cost.queries} queries "
+                f"({read.cost.bytes_scanned} bytes scanned), {read.rows} rows"
+            )
+            reads.append(read)
+    except ExtractError as error:
+        raise _failure(error) from error
+    record_log_reads(lake, context.run.run_id, account_id, now.replace(tzinfo=None), reads)
+    total = sum((read.cost for read in reads), LogReadCost())
+    return dg.MaterializeResult(
+        metadata={
+            "delivery": dg.MetadataValue.json({read.region: read.delivery for read in reads}),
+            "objects_read": dg.MetadataValue.int(total.objects_read),
+            "bytes_read": dg.MetadataValue.int(total.bytes_read),
+            "records_read": dg.MetadataValue.int(total.records_read),
+            "queries": dg.MetadataValue.int(total.queries),
+            "records_scanned": dg.MetadataValue.int(total.records_scanned),
+            "bytes_scanned": dg.MetadataValue.int(total.bytes_scanned),
+            "days_written": dg.MetadataValue.int(len({(read.region, day) for read in reads for day in read.days})),
+            "dagster/row_count": dg.MetadataValue.int(sum(read.rows for read in reads)),
+            "path": dg.MetadataValue.path(str(lake / "caller_minutes")),
+            "reads": dg.MetadataValue.md(_log_reads_table(reads)),
+        }
+    )
+
+
 @dg.asset(group_name="extract", kinds={"aws", "bedrock", "parquet"})
 def foundation_models(context: dg.AssetExecutionContext, aws: AwsResource, warehouse: WarehouseResource):
     """Foundation models offered in each target region (Bedrock ListFoundationModels), as of the run's day."""
@@ -414,4 +486,8 @@ def service_quotas(context: dg.AssetExecutionContext, aws: AwsResource, warehous
     return dg.MaterializeResult(metadata=_snapshot_metadata(result, listed_at))
 
 
-EXTRACT_ASSETS = [metric_points, foundation_models, inference_profiles_and_tags, service_quotas]
+EXTRACT_ASSETS = [metric_points, foundation_models, inference_profiles_and_tags, service_quotas, invocation_logs]
+
+# Read only when asked for (``buw analyze --breakdown``, the UI): the invocation logs need permissions
+# (docs/iam-policy.md) that the metrics alone do not.
+OPTIONAL_EXTRACT_ASSETS = ("invocation_logs",)

@@ -46,7 +46,7 @@ MARTS_AUTOMATION = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-    & ~dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets("metric_points"))
+    & ~dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets("metric_points", "invocation_logs"))
 ).with_label("rebuild after new extracted data")
 
 # Raw datasets each staging model reads (asset keys of the extract group).
@@ -59,6 +59,8 @@ RAW_INPUTS = {
     "stg_foundation_models": ("foundation_models",),
     "stg_service_quotas": ("service_quotas",),
     "stg_service_quotas_history": ("service_quotas",),
+    "stg_caller_minutes": ("invocation_logs",),
+    "stg_principal_tags": ("invocation_logs",),
 }
 
 # (asset, check name, function, blocking, severity). Blocking checks stop the report on bad data; the

@@ -40,8 +40,17 @@ AWS_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("refresh", "fm-list", "us-east-1"),
     ("refresh", "fm-quotas", "us-east-1"),
     (*ANALYZE, "-m", SONNET_US),
+    # Reads the invocation logs too (S3 delivery in the demo account) and the callers' IAM tags.
+    (*ANALYZE, "--breakdown", "principal"),
 )
-COMMAND_IDS = ("analyze", "refresh-regions", "refresh-fm-list", "refresh-fm-quotas", "analyze-m")
+COMMAND_IDS = (
+    "analyze",
+    "refresh-regions",
+    "refresh-fm-list",
+    "refresh-fm-quotas",
+    "analyze-m",
+    "analyze-breakdown",
+)
 REFUSALS = {
     "expired": "Your AWS credentials have expired (",
     "invalid": "AWS does not accept your credentials (",
@@ -147,7 +156,7 @@ def allowing(*actions: str) -> dict:
         (AWS_COMMANDS[3], allowing("bedrock:List*"), r"servicequotas:List(AWSDefaultServiceQuotas|ServiceQuotas)"),
         (AWS_COMMANDS[4], allowing("cloudwatch:*", "servicequotas:*"), r"bedrock:List\w+"),
     ],
-    ids=COMMAND_IDS[1:],
+    ids=COMMAND_IDS[1:5],
 )
 def test_each_command_names_the_action_it_was_denied(command, policy, named, tmp_path):
     with sandbox_env(tmp_path, policy=policy) as env:
