@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract_cost.py
 	$(BIN)/python bench/models_scale.py
 	$(BIN)/python bench/sql_startup.py
+	$(BIN)/python bench/invocation_logs.py
 
 clean:
 	rm -rf warehouse/lake warehouse/*.duckdb reports/out .dagster test-artifacts

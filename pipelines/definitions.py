@@ -32,13 +32,18 @@ DERIVED_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
+# Extract assets whose main lake dataset has another name than the asset.
+ASSET_DATASETS = {"invocation_logs": "caller_minutes"}
+
+
 def _with_ui_metadata(spec: dg.AssetSpec, raw: dict[str, TableDoc]) -> dg.AssetSpec:
     """Owner, freshness and (for a raw lake dataset) column schema, unless the spec already sets them; the
     description (often a docstring) as plain text."""
     name = spec.key.to_user_string()
+    dataset = ASSET_DATASETS.get(name, name)
     metadata = dict(spec.metadata)
-    if name in raw and "dagster/column_schema" not in metadata:
-        metadata["dagster/column_schema"] = column_schema(raw[name])
+    if dataset in raw and "dagster/column_schema" not in metadata:
+        metadata["dagster/column_schema"] = column_schema(raw[dataset])
     return spec.replace_attributes(
         description=plain_text(spec.description),
         owners=spec.owners or OWNERS,

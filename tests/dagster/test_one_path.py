@@ -180,6 +180,7 @@ mutation Launch($params: LaunchBackfillParams!) {
 """
 
 
+@pytest.mark.timeout(1200)
 def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, tmp_path):
     """The UI's way: a backfill of the extract assets over 31 days, the daemon running it, the automation
     rebuilding marts and reports after it."""
@@ -233,7 +234,7 @@ def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, 
         )["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         with instance_at(home) as instance:
-            deadline = time.monotonic() + 480
+            deadline = time.monotonic() + 600
             while True:
                 points = instance.fetch_materializations(dg.AssetKey("metric_points"), limit=100).records
                 reports = instance.fetch_materializations(dg.AssetKey("reports"), limit=1).records
@@ -248,7 +249,11 @@ def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, 
                     for record in instance.get_records_for_run(run.run_id).records
                     if record.event_log_entry.dagster_event and record.event_log_entry.dagster_event.is_failure
                 ]
-                assert time.monotonic() < deadline, "the backfill and the automation did not finish in time"
+                runs = [(run.run_id[:8], run.status.value) for run in instance.get_runs()]
+                assert time.monotonic() < deadline, (
+                    f"the backfill and the automation did not finish in time: {len(points)} days, "
+                    f"reports {bool(reports)}, runs {runs}"
+                )
                 time.sleep(3)
             # 31 days, one run: the single-run backfill policy.
             assert len({record.run_id for record in points}) == 1
@@ -261,7 +266,14 @@ def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, 
             except subprocess.TimeoutExpired:
                 process.kill()
     assert lake_rows(tmp_path / "warehouse" / "lake") == lake_rows(analyze_root / "warehouse" / "lake")
-    assert marts(tmp_path / "warehouse" / "usage.duckdb") == marts(analyze_root / "warehouse" / "usage.duckdb")
+    from_ui = marts(tmp_path / "warehouse" / "usage.duckdb")
+    from_cli = marts(analyze_root / "warehouse" / "usage.duckdb")
+    # The caller marts read the opt-in invocation_logs asset, which neither path read: the CLI builds them empty,
+    # the automation waits for their input to exist.
+    only_cli = set(from_cli) - set(from_ui)
+    assert only_cli <= {"stg_caller_minutes", "stg_principal_tags", "caller_minute", "caller_attribution"}
+    assert all(from_cli[name] == [] for name in only_cli)
+    assert from_ui == {name: rows for name, rows in from_cli.items() if name not in only_cli}
 
 
 def test_an_hourly_tick_then_the_automation_rebuild_marts_and_reports_at_the_new_as_of(analyzed, tmp_path, monkeypatch):
