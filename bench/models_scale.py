@@ -63,7 +63,7 @@ MODELS = (
     "throttle_minutes",
     "throttle_attribution",
 )
-# Marts beyond the SQL-models issue's list (DESIGN 4's per-tag throttle attribution), timed separately.
+# Marts beyond the first set of marts (the per-tag throttle attribution and later ones), timed separately.
 EXTRA_MODELS = ("throttle_tag_attribution",)
 METRICS = (
     ("Invocations", "Sum"),

@@ -194,7 +194,7 @@ def extract_inference_profiles(
 
     listed = _per_region("inference_profiles", regions, listing)
     profiles_by_region = {
-        # DESIGN §3 names the types SYSTEM and APPLICATION; the API says SYSTEM_DEFINED.
+        # The lake names the types SYSTEM and APPLICATION (docs/data-dictionary.md); the API says SYSTEM_DEFINED.
         region: [
             _lake_row(profile, as_of, account_id=account_id, type=LAKE_PROFILE_TYPES.get(profile.type, profile.type))
             for profile in profiles
