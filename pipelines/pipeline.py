@@ -370,16 +370,6 @@ def print_summary(console, rows: Sequence[tuple], index: Path | None) -> None:
 # The commands ---
 
 
-def _validate_region(region: str) -> None:
-    from pipelines.aws.account import BEDROCK_REGIONS
-
-    if region not in BEDROCK_REGIONS:
-        raise UserError(
-            f"{region!r} is not a region where Amazon Bedrock is offered; use one of "
-            f"{', '.join(sorted(BEDROCK_REGIONS)[:8])}, … (see `buw refresh regions`)."
-        )
-
-
 def _listings(aws: AwsResource, region: str) -> tuple[list, list]:
     """The region's inference profiles (both types) and foundation models, as records."""
     from pipelines.assets.extract import ExtractError
@@ -419,8 +409,9 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
     """`buw analyze`: one incremental run for one region of the caller's account, as one Dagster run."""
     from pipelines.assets.extract import ExtractError, identity_for
     from pipelines.endpoint_lookup import series_for_ids
+    from pipelines.preflight import check_region
 
-    _validate_region(request.region)
+    check_region(request.region)
     aws = AwsResource(regions=[request.region], profile_name=request.profile, endpoint_url=endpoint_url)
     warehouse = WarehouseResource(reports_dir=str(request.output_dir) if request.output_dir else None)
     _check_output_dir(warehouse.reports())
