@@ -321,7 +321,8 @@ select
     cast(quota_type as varchar) as quota_type,
     cast(quota_code as varchar) as quota_code,
     cast(quota_name as varchar) as quota_name,
-    -- quota_map names the column rule (docs/data-dictionary.md); sqlfluff flags the keyword either way it is written.
+    -- quota_map names the column rule (docs/data-dictionary.md); sqlfluff flags the keyword
+    -- either way it is written.
     cast(
         case
             when burndown_missing then rule || '; warning: no burndown rate in the seed, output counted at 1x'
