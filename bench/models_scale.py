@@ -33,7 +33,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.lake import Partition, to_table, write_partition
+from pipelines.lake import POINT_MEASURES, Partition, to_table, write_partition
 from pipelines.models import all_models, build_any, build_order, load_seeds
 
 ACCOUNT = "123456789012"
@@ -82,8 +82,8 @@ def fm_arn(model_id: str, region: str) -> str:
     return f"arn:aws:bedrock:{region}::foundation-model/{model_id}"
 
 
-def generate_lake(lake: Path, *, profiles: int, days: int, as_of: datetime, seed: int = 7) -> int:
-    """Write the benchmark lake; return the number of metric_points rows."""
+def generate_lake(lake: Path, *, profiles: int, days: int, as_of: datetime, seed: int = 7) -> tuple[int, int]:
+    """Write the benchmark lake; return the number of metric_points rows and of datapoints they hold."""
     rng = np.random.default_rng(seed)
     endpoints = [
         (f"us.{SONNET_4}", [fm_arn(SONNET_4, region) for region in GEO_REGIONS]),
@@ -115,7 +115,7 @@ def generate_lake(lake: Path, *, profiles: int, days: int, as_of: datetime, seed
     count = len(series)
     names = pa.array(series)
     per_day = count * 1440
-    total = 0
+    total = datapoints = 0
     first_day = (as_of - timedelta(days=days)).replace(hour=0, minute=0)
     for offset in range(days + 1):
         start = first_day + timedelta(days=offset)
@@ -140,28 +140,24 @@ def generate_lake(lake: Path, *, profiles: int, days: int, as_of: datetime, seed
             "InvocationLatency/SampleCount": invocations,
             "TimeToFirstToken/Average": rng.gamma(5.0, 80.0, n),
         }
-        columns = []
-        for metric, stat in METRICS:
-            key = metric if stat == "Sum" else f"{metric}/{stat}"
-            columns.append(
-                pa.table(
-                    {
-                        "account_id": pa.array(np.full(n, ACCOUNT)),
-                        "model_id": pa.DictionaryArray.from_arrays(series_index, names).cast(pa.string()),
-                        "metric": pa.array(np.full(n, metric)),
-                        "stat": pa.array(np.full(n, stat)),
-                        "period_s": pa.array(np.full(n, 60, dtype="int32")),
-                        "ts": pa.array(ts),
-                        "value": pa.array(values[key]),
-                        "fetched_at": pa.array(np.full(n, np.datetime64(as_of, "us"))),
-                    }
-                )
-            )
-        # The extract writes each partition sorted this way (pipelines/assets/extract.py, merge_points); the
-        # order changes how well DuckDB pre-aggregates, so the benchmark keeps it.
-        table = pa.concat_tables(columns).sort_by(
-            [(name, "ascending") for name in ("model_id", "metric", "stat", "period_s", "ts")]
-        )
+        # One row per series-minute, a column per statistic, sorted by (model_id, period_s, ts): what the
+        # extraction writes (pipelines/extraction.py, merge_points). Statistics the account has no datapoint for
+        # (errors, EstimatedTPMQuotaUsage, TimeToFirstToken's SampleCount) stay null.
+        table = pa.table(
+            {
+                "account_id": pa.array(np.full(n, ACCOUNT)),
+                "model_id": pa.DictionaryArray.from_arrays(series_index, names).cast(pa.string()),
+                "period_s": pa.array(np.full(n, 60, dtype="int32")),
+                "ts": pa.array(ts),
+                **{
+                    column: pa.array(values[key]) if key in values else pa.nulls(n, pa.float64())
+                    for (metric, stat), column in POINT_MEASURES.items()
+                    for key in [metric if stat == "Sum" else f"{metric}/{stat}"]
+                },
+                "fetched_at": pa.array(np.full(n, np.datetime64(as_of, "us"))),
+            }
+        ).sort_by([(name, "ascending") for name in ("model_id", "period_s", "ts")])
+        datapoints += n * len(METRICS)
         write_partition(lake, Partition("metric_points", REGION, start.date()), table)
         end = min(start + timedelta(days=1), as_of + timedelta(minutes=5))
         coverage = [
@@ -176,7 +172,7 @@ def generate_lake(lake: Path, *, profiles: int, days: int, as_of: datetime, seed
         ]
         write_partition(lake, Partition("metric_coverage", REGION, start.date()), to_table("metric_coverage", coverage))
         total += table.num_rows
-    return total
+    return total, datapoints
 
 
 def _profile(profile_id: str, arn: str, kind: str, arns: list[str], snapshot: datetime) -> dict:
@@ -237,9 +233,10 @@ def main() -> None:
             print(f"reusing the lake in {lake}")
         else:
             began = time.perf_counter()
-            rows = generate_lake(lake, profiles=arguments.profiles, days=arguments.days, as_of=as_of)
+            rows, datapoints = generate_lake(lake, profiles=arguments.profiles, days=arguments.days, as_of=as_of)
             print(
-                f"generated {rows:,} metric_points rows ({arguments.profiles} application profiles + 3 endpoints, "
+                f"generated {rows:,} metric_points rows holding {datapoints:,} datapoints "
+                f"({arguments.profiles} application profiles + 3 endpoints, "
                 f"{arguments.days} days) in {time.perf_counter() - began:.1f} s"
             )
         runs = []

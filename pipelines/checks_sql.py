@@ -46,23 +46,23 @@ class CheckOutcome(NamedTuple):
 def check_duplicate_points(
     connection: duckdb.DuckDBPyConnection, *, lake: Path | None = None, as_of: datetime | None = None
 ) -> CheckOutcome:
-    """No (series, metric, statistic, period, minute) appears twice in the lake's metric_points files.
+    """No (series, period, minute) appears twice in the lake's metric_points files.
 
-    Re-reading a day replaces its re-read range, so every datapoint is held once; stg_metric_points relies on it
-    (its pivot takes the one value of each pair), and a duplicate would be counted twice in every mart.
+    Re-reading a day replaces the cells it re-read, so every datapoint is held once; stg_metric_points relies on
+    it (it reads the rows as they are), and a duplicate would be counted twice in every mart.
     """
     rows = connection.execute(
         """
-        select region, model_id, metric, stat, period_s, ts, count(*) as copies
+        select region, model_id, period_s, ts, count(*) as copies
         from raw_metric_points
-        group by region, model_id, metric, stat, period_s, ts
+        group by region, model_id, period_s, ts
         having count(*) > 1
-        order by copies desc, region, model_id, metric, stat, ts
+        order by copies desc, region, model_id, ts
         """
     ).fetchall()
     examples = [
-        f"{region} {series} {metric} {stat} period {period}s at {ts:%Y-%m-%d %H:%M}: {n} rows"
-        for region, series, metric, stat, period, ts, n in rows[:_EXAMPLES]
+        f"{region} {series} period {period}s at {ts:%Y-%m-%d %H:%M}: {n} rows"
+        for region, series, period, ts, n in rows[:_EXAMPLES]
     ]
     return CheckOutcome(
         passed=not rows,

@@ -14,9 +14,10 @@ GetMetricData bills every metric requested in every call, whatever the time rang
 - each tier (1-minute for what CloudWatch still holds at 1 minute, then 5-minute, then 1-hour) is one packed set
   of calls (see ``pipelines.aws.cloudwatch.plan_pair_queries``).
 
-What was read is split by UTC day and merged into each day's Parquet file: a re-read replaces exactly the rows of
-the queries it made in the ranges it read, at their period; everything else the file held stays, so 1-minute
-history is never replaced by coarser data and series left out of a narrowed read keep their rows. Each day's
+What was read is split by UTC day and merged into each day's Parquet file (one row per series, period and bucket,
+a column per statistic): a re-read replaces exactly the cells of the queries it made in the ranges it read, at their
+period; everything else the file held stays, so 1-minute history is never replaced by coarser data and series left
+out of a narrowed read keep their values. Each day's
 points are written before its coverage (the ranges read), so a run killed in between leaves a day the next run
 reads again.
 """
@@ -309,11 +310,12 @@ def lake_queries(lake: Path, region: str, start: datetime, end: datetime) -> set
                     pc.less(table["ts"], pa.scalar(end, pa.timestamp("us"))),
                 )
             )
-            keys = inside.group_by(["model_id", "metric", "stat"]).aggregate([]).to_pylist()
-            for key in keys:
-                spec = SPECS.get((key["metric"], key["stat"]))
-                if spec is not None:
-                    found.add((key["model_id"], spec))
+            counted = inside.group_by("model_id").aggregate([(column, "count") for column in lake_io.POINT_COLUMNS])
+            for row in counted.to_pylist():
+                for (metric, stat), column in lake_io.POINT_MEASURES.items():
+                    spec = SPECS.get((metric, stat))
+                    if spec is not None and row[f"{column}_count"]:
+                        found.add((row["model_id"], spec))
         day += timedelta(days=1)
     return found
 
@@ -343,9 +345,10 @@ class RegionRead:
 
 
 def _points_table(points: MetricPoints, account_id: str, fetched_at: datetime) -> pa.Table:
+    """What was read as metric_points rows: one per series, period and bucket, a column per statistic."""
     columns = points.as_columns()
     count = len(points)
-    return pa.table(
+    datapoints = pa.table(
         {
             "account_id": pa.array([account_id] * count, pa.string()),
             "model_id": pa.array(columns["model_id"], pa.string()),
@@ -356,34 +359,41 @@ def _points_table(points: MetricPoints, account_id: str, fetched_at: datetime) -
             "value": pa.array(columns["value"], pa.float64()),
             "fetched_at": pa.array([fetched_at] * count, pa.timestamp("us")),
         },
-        schema=lake_io.SCHEMAS["metric_points"],
+        schema=lake_io.DATAPOINTS_SCHEMA,
     )
-
-
-def _query_keys(table: pa.Table) -> pa.ChunkedArray:
-    return pc.binary_join_element_wise(table["model_id"], table["metric"], table["stat"], "\x1f")
+    return lake_io.widen_points(datapoints)
 
 
 Read = tuple[FetchRange, Sequence[tuple[str, MetricSpec]] | None]
 
 
-def _refetched_mask(table: pa.Table, reads: Iterable[Read]):
-    """True for existing rows the new read replaces: a query read now, at its period, inside its range."""
-    mask = pa.array([False] * table.num_rows, pa.bool_())
-    keys = _query_keys(table) if table.num_rows else None
-    for fetch_range, queries in reads:
-        inside = pc.and_(
-            pc.equal(table["period_s"], pa.scalar(fetch_range.period_s, pa.int32())),
-            pc.and_(
-                pc.greater_equal(table["ts"], pa.scalar(fetch_range.start, pa.timestamp("us"))),
-                pc.less(table["ts"], pa.scalar(fetch_range.end, pa.timestamp("us"))),
-            ),
-        )
-        if queries is not None and keys is not None:
-            wanted = pa.array(sorted({f"{model_id}\x1f{spec.metric}\x1f{spec.stat}" for model_id, spec in queries}))
-            inside = pc.and_(inside, pc.is_in(keys, value_set=wanted))
-        mask = pc.or_(mask, inside)
-    return mask
+def _cleared(table: pa.Table, reads: Sequence[Read]) -> pa.Table:
+    """``table`` without the values a new read replaces: for each statistic, the cells of the series it was read
+    for, at the read's period, inside its range. Rows left with no value are dropped."""
+    for (metric, stat), column in lake_io.POINT_MEASURES.items():
+        replaced = None
+        for fetch_range, queries in reads:
+            inside = pc.and_(
+                pc.equal(table["period_s"], pa.scalar(fetch_range.period_s, pa.int32())),
+                pc.and_(
+                    pc.greater_equal(table["ts"], pa.scalar(fetch_range.start, pa.timestamp("us"))),
+                    pc.less(table["ts"], pa.scalar(fetch_range.end, pa.timestamp("us"))),
+                ),
+            )
+            if queries is not None:
+                series = sorted({model_id for model_id, spec in queries if (spec.metric, spec.stat) == (metric, stat)})
+                if not series:
+                    continue
+                inside = pc.and_(inside, pc.is_in(table["model_id"], value_set=pa.array(series, pa.string())))
+            replaced = inside if replaced is None else pc.or_(replaced, inside)
+        if replaced is not None:
+            kept = pc.if_else(replaced, pa.scalar(None, pa.float64()), table[column])
+            table = table.set_column(table.schema.get_field_index(column), column, kept)
+    held = None
+    for column in lake_io.POINT_COLUMNS:
+        valid = pc.is_valid(table[column])
+        held = valid if held is None else pc.or_(held, valid)
+    return table.filter(held) if held is not None else table
 
 
 def merge_points(
@@ -391,30 +401,37 @@ def merge_points(
     fetched: pa.Table,
     ranges: Iterable[FetchRange | Read],
 ) -> pa.Table:
-    """A day's new content: the fetched rows, plus every existing row the read did not replace.
+    """A day's new content: the fetched values, plus every existing value the read did not replace.
 
     ``ranges`` are the ranges read, each a ``FetchRange`` (every query) or a (range, queries) pair. An existing
-    row is dropped only when a query read now covers its series, metric and statistic at its own period and the
-    range it was read in covers its timestamp. Rows at a finer
-    period survive a coarser re-read (1-minute history is never replaced by 5-minute data once CloudWatch has
-    rolled it up), rows of series a narrowed read left out stay, and rows outside every range read now are kept,
-    so a re-run never loses a row. Sorted by (model_id, metric, stat, period_s, ts) so equal content gives an
-    equal file.
+    value is dropped only when a query read now covers its series and statistic at its own period and the range
+    it was read in covers its timestamp. Values at a finer period survive a coarser re-read (1-minute history is
+    never replaced by 5-minute data once CloudWatch has rolled it up), values of series a narrowed read left out
+    stay, and values outside every range read now are kept, so a re-run never loses a datapoint. A row's
+    ``fetched_at`` is when its newest value was read. Sorted by (model_id, period_s, ts) so equal content gives
+    an equal file.
     """
     reads = [item if isinstance(item, tuple) else (item, None) for item in ranges]
-    parts = [fetched]
-    if existing is not None and existing.num_rows:
-        parts.insert(0, existing.filter(pc.invert(_refetched_mask(existing, reads))))
-    merged = pa.concat_tables(parts)
-    return merged.sort_by(
-        [
-            ("model_id", "ascending"),
-            ("metric", "ascending"),
-            ("stat", "ascending"),
-            ("period_s", "ascending"),
-            ("ts", "ascending"),
-        ]
+    if existing is None or existing.num_rows == 0:
+        return fetched.sort_by([("model_id", "ascending"), ("period_s", "ascending"), ("ts", "ascending")])
+    import duckdb
+
+    kept = _cleared(existing, reads)
+    # A cell is in at most one of the two tables (the fetched ones were cleared from the kept rows), so taking
+    # the fetched value first only matters should a read ever return a value outside its range.
+    measures = ", ".join(
+        f"coalesce(max({column}) filter (where fresh), max({column})) as {column}" for column in lake_io.POINT_COLUMNS
     )
+    with duckdb.connect() as connection:
+        connection.register("kept", kept)
+        connection.register("fetched", fetched)
+        merged = connection.sql(
+            f"select any_value(account_id) as account_id, model_id, period_s, ts, {measures}, "
+            "max(fetched_at) as fetched_at "
+            "from (select *, false as fresh from kept union all select *, true as fresh from fetched) "
+            "group by model_id, period_s, ts order by model_id, period_s, ts"
+        ).to_arrow_table()
+    return merged.cast(lake_io.SCHEMAS["metric_points"])
 
 
 def merge_coverage(
@@ -477,13 +494,17 @@ def preview_table(table: pa.Table, limit: int = 10) -> str:
     ]
     if table.num_rows == 0:
         return "\n".join([*lines, "| (no datapoints) | 0 | 0 | 0 | 0 |"])
-    counted = table.group_by("model_id").aggregate([("value", "count")]).to_pydict()
-    counts = dict(zip(counted["model_id"], counted["value_count"], strict=True))
-    sums = table.filter(pc.and_(pc.equal(table["stat"], "Sum"), pc.is_in(table["metric"], pa.array(PREVIEW_METRICS))))
-    totals: dict[str, dict[str, float]] = {model_id: {} for model_id in counts}
-    summed = sums.group_by(["model_id", "metric"]).aggregate([("value", "sum")]).to_pydict()
-    for model_id, metric, value in zip(summed["model_id"], summed["metric"], summed["value_sum"], strict=True):
-        totals[model_id][metric] = value
+    preview_columns = [lake_io.POINT_MEASURES[(metric, "Sum")] for metric in PREVIEW_METRICS]
+    summed = table.group_by("model_id").aggregate(
+        [(column, "count") for column in lake_io.POINT_COLUMNS] + [(column, "sum") for column in preview_columns]
+    )
+    counts: dict[str, int] = {}
+    totals: dict[str, dict[str, float]] = {}
+    for row in summed.to_pylist():
+        counts[row["model_id"]] = sum(row[f"{column}_count"] for column in lake_io.POINT_COLUMNS)
+        totals[row["model_id"]] = {
+            metric: row[f"{column}_sum"] or 0.0 for metric, column in zip(PREVIEW_METRICS, preview_columns, strict=True)
+        }
     ranked = sorted(counts, key=lambda model_id: (-totals[model_id].get("Invocations", 0.0), model_id))
     for model_id in ranked[:limit]:
         values = [totals[model_id].get(metric, 0.0) for metric in PREVIEW_METRICS]

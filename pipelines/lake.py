@@ -23,17 +23,51 @@ PARTITION_FILE = "data.parquet"
 
 _TS = pa.timestamp("us")  # naive timestamps, always UTC (documented in docs/data-dictionary.md)
 
+# The CloudWatch statistics the lake keeps, each a column of metric_points: (metric, statistic) -> column. One row
+# per series and bucket with a column per statistic is about a ninth of the rows of one row per datapoint, and the
+# models read it without a pivot.
+POINT_MEASURES: dict[tuple[str, str], str] = {
+    ("Invocations", "Sum"): "invocations",
+    ("InputTokenCount", "Sum"): "input_tokens",
+    ("OutputTokenCount", "Sum"): "output_tokens",
+    ("CacheReadInputTokenCount", "Sum"): "cache_read_tokens",
+    ("CacheWriteInputTokenCount", "Sum"): "cache_write_tokens",
+    ("InvocationThrottles", "Sum"): "throttles",
+    ("InvocationClientErrors", "Sum"): "client_errors",
+    ("InvocationServerErrors", "Sum"): "server_errors",
+    ("EstimatedTPMQuotaUsage", "Sum"): "estimated_tpm_quota_usage",
+    ("InvocationLatency", "Average"): "latency_avg_ms",
+    ("InvocationLatency", "SampleCount"): "latency_samples",
+    ("TimeToFirstToken", "Average"): "ttft_avg_ms",
+    ("TimeToFirstToken", "SampleCount"): "ttft_samples",
+}
+POINT_COLUMNS: tuple[str, ...] = tuple(POINT_MEASURES.values())
+
+# Datapoints as GetMetricData returns them, one row per (series, metric, statistic, bucket): what the extraction
+# holds before it writes, and what metric_points files of earlier versions hold (read_partition widens them).
+DATAPOINTS_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("model_id", pa.string()),
+        ("metric", pa.string()),
+        ("stat", pa.string()),
+        ("period_s", pa.int32()),
+        ("ts", _TS),
+        ("value", pa.float64()),
+        ("fetched_at", _TS),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
-    # One CloudWatch datapoint (AWS/Bedrock, dimension ModelId).
+    # One CloudWatch series (AWS/Bedrock, dimension ModelId) and bucket: a column per statistic kept (POINT_MEASURES),
+    # null where CloudWatch returned no datapoint or the statistic was not read.
     "metric_points": pa.schema(
         [
             ("account_id", pa.string()),
             ("model_id", pa.string()),
-            ("metric", pa.string()),
-            ("stat", pa.string()),
             ("period_s", pa.int32()),
             ("ts", _TS),
-            ("value", pa.float64()),
+            *((column, pa.float64()) for column in POINT_COLUMNS),
             ("fetched_at", _TS),
         ]
     ),
@@ -265,11 +299,69 @@ def read_partition(lake: Path, partition: Partition) -> pa.Table | None:
     if not path.exists():
         return None
     try:
+        if partition.dataset == "metric_points" and _holds_datapoints(path):
+            return widen_points(pq.read_table(path, schema=DATAPOINTS_SCHEMA))
         return pq.read_table(path, schema=SCHEMAS[partition.dataset])
     except (pa.ArrowInvalid, OSError) as error:
         raise LakeError(
             f"the lake file {path} is unreadable ({error}); delete it and re-materialize that partition"
         ) from error
+
+
+def _holds_datapoints(path: Path) -> bool:
+    """Whether a metric_points file has the one-row-per-datapoint layout of earlier versions."""
+    return "metric" in pq.read_schema(path).names
+
+
+def widen_points(datapoints: pa.Table) -> pa.Table:
+    """Datapoints (``DATAPOINTS_SCHEMA``) as metric_points rows: one per series, period and bucket, a column per
+    statistic of ``POINT_MEASURES`` (others are dropped), sorted by (model_id, period_s, ts).
+
+    A (series, statistic, period, bucket) appears once in what GetMetricData returns; should it appear twice,
+    the value fetched last is kept.
+    """
+    import duckdb  # the lake's other readers and writers need only pyarrow
+
+    measures = ", ".join(
+        f"arg_max(value, fetched_at) filter (where metric = '{metric}' and stat = '{stat}') as {column}"
+        for (metric, stat), column in POINT_MEASURES.items()
+    )
+    kept = " or ".join(f"(metric = '{metric}' and stat = '{stat}')" for metric, stat in POINT_MEASURES)
+    with duckdb.connect() as connection:
+        connection.register("datapoints", datapoints)
+        table = connection.sql(
+            f"select any_value(account_id) as account_id, model_id, period_s, ts, {measures}, "
+            f"max(fetched_at) as fetched_at from datapoints where ({kept}) group by model_id, period_s, ts "
+            "order by model_id, period_s, ts"
+        ).to_arrow_table()
+    return table.cast(SCHEMAS["metric_points"])
+
+
+# Written once every metric_points file has the one-row-per-series-and-bucket layout, so later runs skip the scan.
+_WIDE_MARKER = ".layout-series-bucket"
+
+
+def upgrade_metric_points(lake: Path) -> list[Path]:
+    """Rewrite metric_points files of the one-row-per-datapoint layout in today's layout; return those rewritten.
+
+    Same datapoints, same folders; each file is replaced atomically, so a reader sees the old file or the new.
+    """
+    marker = lake / "metric_points" / _WIDE_MARKER
+    if marker.exists() or not (lake / "metric_points").is_dir():
+        return []
+    rewritten = []
+    for partition in partitions(lake, "metric_points"):
+        path = partition.path(lake)
+        try:
+            if not _holds_datapoints(path):
+                continue
+            table = read_partition(lake, partition)
+        except (LakeError, pa.ArrowInvalid, OSError):
+            continue  # an unreadable file is re-read from CloudWatch by the next extraction of its day
+        write_partition(lake, partition, table)
+        rewritten.append(path)
+    marker.touch()
+    return rewritten
 
 
 def partitions(lake: Path, dataset: str) -> list[Partition]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.lake import DATASETS, SCHEMAS, dataset_glob, has_data
+from pipelines.lake import DATASETS, SCHEMAS, dataset_glob, has_data, upgrade_metric_points
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SQL_DIR = REPOSITORY / "sql"
@@ -224,6 +224,7 @@ def build_all(
     unknown = sorted(wanted - set(models))
     if unknown:
         raise ModelError(f"unknown model(s) {', '.join(unknown)}; known models: {', '.join(sorted(models))}")
+    upgrade_metric_points(lake)
     load_seeds(connection, sql_dir)
     counts: dict[str, int] = {}
     for name in build_order(models.values()):

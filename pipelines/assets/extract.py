@@ -307,6 +307,9 @@ def metric_points(context: dg.AssetExecutionContext, aws: AwsResource, warehouse
     lake = warehouse.lake()
     clients = ClientCache(aws)
     reads: list[RegionRead] = []
+    upgraded = lake_io.upgrade_metric_points(lake)
+    if upgraded:
+        context.log.info(f"rewrote {len(upgraded)} metric_points files of an earlier layout")
     try:
         account_id, now = identity_for(aws, regions[0], "metric_points")
         as_of = pinned_as_of(context.run.tags, warehouse) or default_as_of(now, warehouse.as_of_lag())

@@ -21,32 +21,36 @@ from pipelines.extraction import (
 AS_OF = datetime(2026, 11, 20, 12, 0)
 
 
-def points(*rows: tuple[str, int, datetime, float], fetched_at: datetime = AS_OF) -> pa.Table:
-    return lake_io.to_table(
-        "metric_points",
-        [
-            {
-                "account_id": "111122223333",
-                "model_id": model_id,
-                "metric": "Invocations",
-                "stat": "Sum",
-                "period_s": period,
-                "ts": ts,
-                "value": value,
-                "fetched_at": fetched_at,
-            }
-            for model_id, period, ts, value in rows
-        ],
+def points(*rows: tuple, fetched_at: datetime = AS_OF) -> pa.Table:
+    """metric_points rows from (model_id, period, ts, value[, metric]) datapoints; the metric is Invocations
+    unless given."""
+    return lake_io.widen_points(
+        pa.Table.from_pylist(
+            [
+                {
+                    "account_id": "111122223333",
+                    "model_id": model_id,
+                    "metric": metric[0] if metric else "Invocations",
+                    "stat": "Sum",
+                    "period_s": period,
+                    "ts": ts,
+                    "value": value,
+                    "fetched_at": fetched_at,
+                }
+                for model_id, period, ts, value, *metric in rows
+            ],
+            schema=lake_io.DATAPOINTS_SCHEMA,
+        )
     )
 
 
-def keys(table: pa.Table) -> list[tuple]:
+def keys(table: pa.Table, column: str = "invocations") -> list[tuple]:
     return list(
         zip(
             table["model_id"].to_pylist(),
             table["period_s"].to_pylist(),
             table["ts"].to_pylist(),
-            table["value"].to_pylist(),
+            table[column].to_pylist(),
             strict=True,
         )
     )
@@ -263,6 +267,26 @@ def test_a_narrowed_read_replaces_only_the_queries_it_made():
     window = FetchRange(datetime(2026, 11, 20), AS_OF, 60)
     merged = merge_points(old, new, [(window, [("chosen", invocations)])])
     assert keys(merged) == [("chosen", 60, minute, 3.0), ("other", 60, minute, 2.0)]
+
+
+def test_a_read_of_some_statistics_keeps_the_others_of_the_same_minute():
+    # One row holds every statistic of a series-minute: re-reading the input tokens alone (a narrowed query
+    # list) replaces that cell and leaves the invocations beside it.
+    minute = datetime(2026, 11, 20, 10, 0)
+    tokens = next(spec for spec in METRICS if spec.metric == "InputTokenCount")
+    old = points(("m", 60, minute, 2.0), ("m", 60, minute, 700.0, "InputTokenCount"))
+    new = points(("m", 60, minute, 900.0, "InputTokenCount"), fetched_at=AS_OF + timedelta(hours=1))
+    merged = merge_points(old, new, [(FetchRange(datetime(2026, 11, 20), AS_OF, 60), [("m", tokens)])])
+    assert keys(merged) == [("m", 60, minute, 2.0)]
+    assert keys(merged, "input_tokens") == [("m", 60, minute, 900.0)]
+    assert merged["fetched_at"].to_pylist() == [AS_OF + timedelta(hours=1)]
+
+    # And a re-read that finds the tokens gone clears that cell only; a row left with no value goes.
+    emptied = merge_points(merged, points(), [(FetchRange(datetime(2026, 11, 20), AS_OF, 60), [("m", tokens)])])
+    assert keys(emptied, "input_tokens") == [("m", 60, minute, None)]
+    invocations = next(spec for spec in METRICS if spec.metric == "Invocations")
+    gone = merge_points(emptied, points(), [(FetchRange(datetime(2026, 11, 20), AS_OF, 60), [("m", invocations)])])
+    assert gone.num_rows == 0
 
 
 def test_a_narrowed_read_leaves_the_whole_region_coverage_in_place():

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from pipelines.lake import Partition, to_table, write_partition
+from pipelines.lake import DATAPOINTS_SCHEMA, Partition, to_table, widen_points, write_partition
 from pipelines.models import build_all, discover_models
 
 ACCOUNT = "123456789012"
@@ -222,7 +223,12 @@ class FixtureLake:
 
     def write(self) -> None:
         for (dataset, region, day), rows in self.rows.items():
-            write_partition(self.root, Partition(dataset, region, day), to_table(dataset, rows))
+            if dataset == "metric_points":
+                # Datapoints are collected as CloudWatch returns them and stored as the extraction stores them.
+                table = widen_points(pa.Table.from_pylist(rows, schema=DATAPOINTS_SCHEMA))
+            else:
+                table = to_table(dataset, rows)
+            write_partition(self.root, Partition(dataset, region, day), table)
 
     def build(self, as_of: datetime, *, models: tuple[str, ...] = OWN_MODELS) -> duckdb.DuckDBPyConnection:
         """Write the lake and build ``models`` in a fresh in-memory DuckDB; return the connection."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipelines.checks_sql import (
     check_aggregate_totals,
     check_burndown_rates_complete,
@@ -11,7 +14,8 @@ from pipelines.checks_sql import (
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from tests.models.lakes import SONNET_4, US_SONNET_4, US_SONNET_4_ARNS, FixtureLake, rows
+from pipelines.lake import Partition, read_partition, write_partition
+from tests.models.lakes import REGION, SONNET_4, US_SONNET_4, US_SONNET_4_ARNS, FixtureLake, rows
 
 AS_OF = datetime(2025, 6, 10, 12, 0)
 
@@ -35,14 +39,17 @@ def test_duplicate_points_are_counted(lake: FixtureLake) -> None:
 
 
 def test_a_datapoint_held_twice_in_the_lake_fails_the_check(lake: FixtureLake) -> None:
-    # What a broken writer would leave: the same datapoint from two fetches in one partition file.
-    lake.point(US_SONNET_4, "InputTokenCount", AS_OF - timedelta(minutes=3), 10, fetched_at=AS_OF - timedelta(hours=1))
-    lake.point(US_SONNET_4, "InputTokenCount", AS_OF - timedelta(minutes=3), 70, fetched_at=AS_OF)
     connection = built(lake)
+    # What a broken writer would leave: one series-minute row written twice more into its partition file.
+    partition = Partition("metric_points", REGION, AS_OF.date())
+    table = read_partition(lake.root, partition)
+    minute = AS_OF - timedelta(minutes=3)
+    again = table.filter(pc.and_(pc.equal(table["model_id"], US_SONNET_4), pc.equal(table["ts"], minute)))
+    assert again.num_rows == 1
+    write_partition(lake.root, partition, pa.concat_tables([table, again, again]))
     outcome = check_duplicate_points(connection, lake=lake.root, as_of=AS_OF)
     assert (outcome.passed, outcome.violations) == (False, 1)
-    # built() writes that minute too: three copies of one datapoint, one key in violation.
-    assert f"{US_SONNET_4} InputTokenCount Sum period 60s at 2025-06-10 11:57: 3 rows" in outcome.metadata["examples"]
+    assert f"{US_SONNET_4} period 60s at 2025-06-10 11:57: 3 rows" in outcome.metadata["examples"]
 
 
 def test_a_minute_in_usage_minute_twice_is_counted(lake: FixtureLake) -> None:
