@@ -269,40 +269,11 @@ remainder as (
             and dimensions.dimension = logged.dimension
 ),
 
+-- The remainder rows have the columns of the caller rows; by name, so the order of either list cannot matter.
 attributed as (
-    select
-        region,
-        endpoint,
-        "window",
-        window_minutes,
-        dimension,
-        dimension_value,
-        tokens,
-        quota_tokens,
-        requests,
-        peak_tpm,
-        active_minutes,
-        throttles,
-        throttled_minutes,
-        tokens_in_throttled_minutes
-    from value_windows
-    union all
-    select
-        region,
-        endpoint,
-        "window",
-        window_minutes,
-        dimension,
-        dimension_value,
-        tokens,
-        quota_tokens,
-        requests,
-        peak_tpm,
-        active_minutes,
-        throttles,
-        throttled_minutes,
-        tokens_in_throttled_minutes
-    from remainder
+    select * from value_windows
+    union all by name
+    select * from remainder
 )
 
 select

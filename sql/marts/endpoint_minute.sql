@@ -114,58 +114,11 @@ spread_kept as (
             and spread.ts = one_minute.ts
 ),
 
+-- Both parts have the same columns in the same order; the union takes the wider type of each (double).
 summed as (
-    select
-        region,
-        endpoint,
-        ts,
-        account_id,
-        cast(input_tokens as double) as input_tokens,
-        cast(output_tokens as double) as output_tokens,
-        cast(cache_read_tokens as double) as cache_read_tokens,
-        cast(cache_write_tokens as double) as cache_write_tokens,
-        cast(invocations as double) as invocations,
-        cast(throttles as double) as throttles,
-        cast(client_errors as double) as client_errors,
-        cast(server_errors as double) as server_errors,
-        cast(latency_weighted as double) as latency_weighted,
-        cast(latency_samples as double) as latency_samples,
-        cast(ttft_weighted as double) as ttft_weighted,
-        cast(ttft_samples as double) as ttft_samples,
-        cast(tpm as double) as tpm,
-        cast(rpm as double) as rpm,
-        cast(quota_tpm_computed as double) as quota_tpm_computed,
-        cast(estimated_tpm_quota_usage as double) as estimated_tpm_quota_usage,
-        cast(quota_tpm as double) as quota_tpm,
-        series_count,
-        resolution_s
-    from one_minute
-    union all
-    select
-        region,
-        endpoint,
-        ts,
-        account_id,
-        cast(input_tokens as double) as input_tokens,
-        cast(output_tokens as double) as output_tokens,
-        cast(cache_read_tokens as double) as cache_read_tokens,
-        cast(cache_write_tokens as double) as cache_write_tokens,
-        cast(invocations as double) as invocations,
-        cast(throttles as double) as throttles,
-        cast(client_errors as double) as client_errors,
-        cast(server_errors as double) as server_errors,
-        cast(latency_weighted as double) as latency_weighted,
-        cast(latency_samples as double) as latency_samples,
-        cast(ttft_weighted as double) as ttft_weighted,
-        cast(ttft_samples as double) as ttft_samples,
-        cast(tpm as double) as tpm,
-        cast(rpm as double) as rpm,
-        cast(quota_tpm_computed as double) as quota_tpm_computed,
-        cast(estimated_tpm_quota_usage as double) as estimated_tpm_quota_usage,
-        cast(quota_tpm as double) as quota_tpm,
-        series_count,
-        resolution_s
-    from spread_kept
+    select * from one_minute
+    union all by name
+    select * from spread_kept
 )
 
 select
