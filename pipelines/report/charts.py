@@ -13,6 +13,9 @@ Only when the 1-minute lines of every application profile would not fit :data:`C
 profile lines of the 7d, 14d and 30d charts fall back to the peak minute of a bucket
 (:data:`PROFILE_BUCKETS`); the page says so under those charts, and the endpoint aggregate, the quota lines and
 the throttles stay at full resolution. A bucket size the user asks for (``--granularity``) applies to every line.
+
+The stacked caller charts (tokens by principal from the invocation logs, and the part the logs do not hold) are
+bucketed always, 5 minutes for the day and an hour for the month, so they stay a few tens of kilobytes.
 """
 
 from __future__ import annotations
@@ -478,9 +481,16 @@ def _tpd_chart(
 
 
 def build_charts(
-    connection: duckdb.DuckDBPyConnection, context: ReportContext, floor: Mapping[str, int] | None = None
+    connection: duckdb.DuckDBPyConnection,
+    context: ReportContext,
+    floor: Mapping[str, int] | None = None,
+    callers_status: str | None = None,
 ) -> dict[str, Any]:
-    """Every chart series of one endpoint's report (the ``charts`` member of its document)."""
+    """Every chart series of one endpoint's report (the ``charts`` member of its document).
+
+    ``callers_status`` is the ``callers.status`` of the report's tables: the caller charts are drawn when it is
+    ``ok`` (the invocation logs hold calls to the endpoint).
+    """
     floor = floor or {}
     lines = chart_lines(connection, context)
     minutes = _minutes(connection, context, lines)
@@ -491,7 +501,135 @@ def build_charts(
             if _block_bytes(charts) <= CHART_DATA_BUDGET:
                 break
     charts["tpd"] = _tpd_chart(connection, context, lines)
+    charts["callers"] = {"windows": []}
+    if callers_status == "ok":
+        charts["callers"] = build_caller_charts(connection, context, charts["blocks"])
     return charts
+
+
+# ---------------------------------------------------------------------------------------------------- callers
+
+# (window, bucket minutes) of the stacked caller charts: each bucket's tokens, drawn as its average tokens/min,
+# so the stacks add up to the endpoint's TPM averaged over the bucket. Buckets keep a caller chart at a few
+# thousand points: 288 for the day, 720 for the month.
+CALLER_CHARTS: tuple[tuple[str, int], ...] = (("1d", 5), ("30d", 60))
+# Callers with a line of their own (by tokens in the timeline window); the others are summed into one line.
+CALLER_CHART_LINES = 7
+CALLER_OTHER_COLOR = "#7f7f7f"
+CALLER_REMAINDER_COLOR = "#c7c7c7"
+CALLER_REMAINDER_LABEL = "(not in logs)"
+
+
+def _caller_lines(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> list[dict[str, Any]]:
+    """The stacked lines: the largest principals of the timeline window, one line for the rest, the remainder."""
+    ranked = connection.execute(
+        """
+        select coalesce(principal, '(unknown)') as principal from caller_minute
+        where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
+        group by all
+        order by sum(tokens) desc, principal
+        """,
+        [context.region, context.endpoint, context.window_start_ms(TIMELINE_WINDOW), context.as_of_ms],
+    ).fetchall()
+    principals = [row[0] for row in ranked]
+    kept = principals if len(principals) <= CALLER_CHART_LINES + 1 else principals[:CALLER_CHART_LINES]
+    lines = [
+        {"label": principal, "kind": "caller", "principals": [principal], "color": SERIES_COLORS[index]}
+        for index, principal in enumerate(kept)
+    ]
+    rest = principals[len(kept) :]
+    if rest:
+        lines.append(
+            {
+                "label": f"other ({len(rest)} callers)",
+                "kind": "other",
+                "principals": sorted(rest),
+                "color": CALLER_OTHER_COLOR,
+            }
+        )
+    lines.append(
+        {"label": CALLER_REMAINDER_LABEL, "kind": "remainder", "principals": [], "color": CALLER_REMAINDER_COLOR}
+    )
+    return lines
+
+
+def build_caller_charts(
+    connection: duckdb.DuckDBPyConnection, context: ReportContext, blocks: dict[str, Any]
+) -> dict[str, Any]:
+    """Tokens over time by caller, stacked: a block per line and chart, added to ``blocks``.
+
+    A bucket's "not in the logs" value is the endpoint's tokens (endpoint_minute.tpm) less the logged ones, at
+    least 0: the part of the metrics the invocation logs do not cover, as caller_attribution's remainder row.
+    """
+    lines = _caller_lines(connection, context)
+    kept = [line["label"] for line in lines if line["kind"] == "caller"]
+    charts = []
+    for window, bucket in CALLER_CHARTS:
+        start_ms = context.window_start_ms(window)
+        count = WINDOW_MINUTES[window] // bucket
+        # Buckets before the region's first datapoint hold nothing known; the chart starts where the data do.
+        first = 0
+        if context.covered_start_ms is not None:
+            first = min(count, max(0, (context.covered_start_ms - start_ms) // (bucket * 60_000)))
+        step = bucket * 60_000
+        params = [kept, start_ms, step, context.region, context.endpoint, start_ms, context.as_of_ms]
+        logged = connection.execute(
+            """
+            select
+                case
+                    when list_contains(?, coalesce(principal, '(unknown)')) then coalesce(principal, '(unknown)')
+                    else ''
+                end as line,
+                (epoch_ms(ts) - ?) // ? as bucket,
+                sum(tokens) as tokens
+            from caller_minute
+            where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
+            group by all
+            """,
+            params,
+        ).fetchall()
+        metrics = connection.execute(
+            """
+            select (epoch_ms(ts) - ?) // ? as bucket, sum(tpm) from endpoint_minute
+            where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
+            group by all
+            """,
+            params[1:],
+        ).fetchall()
+        values = {line["label"]: np.zeros(count) for line in lines}
+        other = next((line["label"] for line in lines if line["kind"] == "other"), None)
+        total = np.zeros(count)
+        for name, index, tokens in logged:
+            target = name or other
+            if target is not None:
+                values[target][int(index)] += float(tokens or 0)
+            total[int(index)] += float(tokens or 0)
+        endpoint_tokens = np.zeros(count)
+        for index, tokens in metrics:
+            endpoint_tokens[int(index)] = float(tokens or 0)
+        values[CALLER_REMAINDER_LABEL] = np.clip(endpoint_tokens - total, 0, None)
+        chart_lines = []
+        for position, line in enumerate(lines):
+            key = f"callers|{window}|{position}"
+            blocks[key] = {
+                "start": iso(start_ms + first * step),
+                "start_ms": start_ms + first * step,
+                "segments": [[bucket, count - first]],
+                # A point holds the bucket's tokens; the page draws them divided by the bucket's minutes.
+                "per_point": True,
+                "values": [typed_array(np.rint(values[line["label"]][first:]))],
+            }
+            chart_lines.append({**line, "block": key})
+        charts.append(
+            {
+                "window": window,
+                "start": iso(start_ms),
+                "end": iso(context.as_of_ms),
+                "bucket_minutes": bucket,
+                "lines": chart_lines,
+            }
+        )
+    return {"windows": charts}
 
 
 def build_report_data(
@@ -513,7 +651,7 @@ def build_report_data(
     """
     floor = chart_floor(chart_granularity)
     context, report = report_tables(connection, region, endpoint, as_of, account_id)
-    report["charts"] = build_charts(connection, context, floor)
+    report["charts"] = build_charts(connection, context, floor, report["callers"]["status"])
     return report
 
 

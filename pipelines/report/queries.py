@@ -1,8 +1,9 @@
 """The numbers of a report, read from the marts of ``warehouse/usage.duckdb`` and nothing else.
 
 Everything but the chart series lives here: the header, quota cards (from ``quota_headroom``, else the quota
-value from ``quota_map``, else "no quota found"), the headroom checks' alerts, per-window statistics, tag and
-throttle attribution, coverage, and the index rows. ``quota_map`` and ``quota_headroom`` are optional; columns
+value from ``quota_map``, else "no quota found"), the headroom checks' alerts, per-window statistics, tag,
+caller and throttle attribution, coverage, and the index rows. ``quota_map``, ``quota_headroom`` and the caller
+marts (built from the opt-in invocation logs) are optional; columns
 beyond the documented ones (account_id, output_multiplier, quota_tpm_computed, estimated_tpm_quota_usage) are used
 when present. Everything is a pure function of the database and ``as_of``.
 """
@@ -59,6 +60,10 @@ SUMMARY_WINDOW = "7d"
 TIMELINE_WINDOW = "30d"
 
 WORST_MINUTES = 10
+# Callers per table of the Callers section; the rest are summed into one "other" row.
+CALLER_ROWS = 8
+# The caller_attribution dimension the Callers section shows: sessions are listed under their principal.
+CALLER_DIMENSION = "principal"
 AGGREGATE_LABEL = "all profiles"
 DIRECT_LABEL = "direct"
 AGGREGATE_SERIES = "*"
@@ -75,7 +80,9 @@ REQUIRED_MARTS = (
     "window_coverage",
     "throttle_minutes",
 )
-OPTIONAL_MARTS = ("quota_map", "quota_headroom")
+# caller_minute and caller_attribution are built from the opt-in invocation logs; a warehouse from before they
+# existed lacks them, and the Callers section then says how to get them.
+OPTIONAL_MARTS = ("quota_map", "quota_headroom", "caller_minute", "caller_attribution")
 # quota_headroom columns the quota cards and the alerts read; a mart built before they existed is refused.
 HEADROOM_COLUMNS = frozenset({"minutes_at_quota", "throttled_minutes", "active_points", "utilisation_p90"})
 
@@ -805,6 +812,229 @@ def _worst_minutes(connection: duckdb.DuckDBPyConnection, context: ReportContext
     return result
 
 
+def _caller_status(
+    connection: duckdb.DuckDBPyConnection, context: ReportContext, optional: Mapping[str, bool]
+) -> tuple[str, int | None, int | None]:
+    """(status, first and last logged minute of the region): ``no_logs`` when the warehouse holds no invocation
+    log of the region, ``no_calls`` when the logs hold no call to this endpoint in the timeline window, ``ok``."""
+    if not (optional["caller_minute"] and optional["caller_attribution"]):
+        return "no_logs", None, None
+    first, last = connection.execute(
+        "select min(epoch_ms(ts)), max(epoch_ms(ts)) from caller_minute where region = ?", [context.region]
+    ).fetchone()
+    if first is None:
+        return "no_logs", None, None
+    (calls,) = connection.execute(
+        """
+        select count(*) from caller_attribution
+        where region = ? and endpoint = ? and dimension = ? and not is_remainder and epoch_ms(as_of) = ?
+        """,
+        [context.region, context.endpoint, CALLER_DIMENSION, context.as_of_ms],
+    ).fetchone()
+    return ("ok" if calls else "no_calls"), int(first), int(last) + 60_000
+
+
+def _caller_details(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> dict[tuple[str, str], Any]:
+    """Per (window, principal) from caller_minute: its busiest minute and its sessions (count, the largest)."""
+    found = _rows(
+        connection,
+        """
+        with windows as (
+            select unnest(?::varchar[]) as "window", unnest(?::bigint[]) as start_ms
+        ),
+        calls as (
+            select coalesce(principal, '(unknown)') as principal, session_name, ts, tokens from caller_minute
+            where region = ? and endpoint = ? and epoch_ms(ts) >= ? and epoch_ms(ts) < ?
+        ),
+        per_minute as (
+            select principal, ts, sum(tokens) as tokens from calls group by all
+        ),
+        peaks as (
+            select w."window", m.principal, epoch_ms(first(m.ts order by m.tokens desc, m.ts)) as peak_ms
+            from per_minute as m inner join windows as w on epoch_ms(m.ts) >= w.start_ms
+            group by all
+        ),
+        per_session as (
+            select w."window", c.principal, c.session_name, sum(c.tokens) as tokens
+            from calls as c inner join windows as w on epoch_ms(c.ts) >= w.start_ms
+            where c.session_name is not null
+            group by all
+        ),
+        sessions as (
+            select
+                "window", principal, count(*) as sessions,
+                first(session_name order by tokens desc, session_name) as top_session,
+                max(tokens) as top_session_tokens
+            from per_session group by all
+        )
+        select peaks.*, sessions.sessions, sessions.top_session, sessions.top_session_tokens
+        from peaks left join sessions using ("window", principal)
+        """,
+        [
+            [window for window, _ in WINDOWS],
+            [context.window_start_ms(window) for window, _ in WINDOWS],
+            context.region,
+            context.endpoint,
+            context.window_start_ms(TIMELINE_WINDOW),
+            context.as_of_ms,
+        ],
+    )
+    return {(row["window"], row["principal"]): row for row in found}
+
+
+def _caller_entry(row: Mapping[str, Any], details: Mapping[str, Any] | None) -> dict[str, Any]:
+    remainder = bool(row["is_remainder"])
+    tokens = row["tokens"]
+    top_tokens = details["top_session_tokens"] if details else None
+    return {
+        "principal": row["dimension_value"],
+        "kind": "remainder" if remainder else "caller",
+        "requests": _num(row["requests"], 0),
+        "share_requests_pct": _num(_scaled(row["share_requests"]), 2),
+        "tokens": _num(tokens, 0),
+        "share_pct": _num(_scaled(row["share"]), 2),
+        "quota_tokens": _num(row["quota_tokens"], 0),
+        "share_quota_tokens_pct": _num(_scaled(row["share_quota_tokens"]), 2),
+        "peak_tpm": _num(row["peak_tpm"], 0),
+        "peak_minute": iso(details["peak_ms"]) if details else None,
+        "active_minutes": _num(row["active_minutes"], 0),
+        "sessions": _num(details["sessions"], 0) if details and details["sessions"] is not None else None,
+        "top_session": details["top_session"] if details else None,
+        "top_session_share_pct": _share_pct(top_tokens, float(tokens)) if top_tokens is not None and tokens else None,
+    }
+
+
+def _scaled(share: Any) -> float | None:
+    return None if share is None else 100.0 * float(share)
+
+
+def _other_entry(rows: Sequence[Mapping[str, Any]], fields: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """One row summing ``rows``: each (entry key, mart column) of ``fields`` summed; what cannot be summed (a peak,
+    minutes that overlap) is left out."""
+    entry: dict[str, Any] = {"principal": f"other ({len(rows)} callers)", "kind": "other"}
+    for key, column in fields:
+        values = [row[column] for row in rows if row[column] is not None]
+        total = sum(float(value) for value in values) if values else None
+        entry[key] = _num(_scaled(total), 2) if key.endswith("_pct") else _num(total, 0)
+    return entry
+
+
+CALLER_SUMS = (
+    ("requests", "requests"),
+    ("share_requests_pct", "share_requests"),
+    ("tokens", "tokens"),
+    ("share_pct", "share"),
+    ("quota_tokens", "quota_tokens"),
+    ("share_quota_tokens_pct", "share_quota_tokens"),
+)
+THROTTLED_SUMS = (
+    ("throttles", "throttles"),
+    ("tokens_in_throttled_minutes", "tokens_in_throttled_minutes"),
+    ("share_in_throttled_minutes_pct", "share_in_throttled_minutes"),
+)
+
+
+def _callers(
+    connection: duckdb.DuckDBPyConnection,
+    context: ReportContext,
+    optional: Mapping[str, bool],
+    throttles: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Who called the endpoint (caller_attribution by principal, sessions and busiest minutes from caller_minute):
+    the top callers per window with the part the invocation logs do not cover as its own row, and who was calling
+    in the endpoint's throttled minutes."""
+    status, first, last = _caller_status(connection, context, optional)
+    result: dict[str, Any] = {
+        "status": status,
+        "dimension": CALLER_DIMENSION,
+        "top": CALLER_ROWS,
+        "logged_from": iso(first),
+        "logged_to": iso(last),
+        "windows": [],
+        "throttled": [],
+    }
+    if status != "ok":
+        return result
+    found = _rows(
+        connection,
+        """
+        select
+            "window", coalesce(dimension_value, '(unknown)') as dimension_value, is_remainder, tokens, share,
+            quota_tokens, share_quota_tokens, requests, share_requests, peak_tpm, active_minutes, throttles,
+            throttled_minutes, tokens_in_throttled_minutes, share_in_throttled_minutes
+        from caller_attribution
+        where region = ? and endpoint = ? and dimension = ? and epoch_ms(as_of) = ?
+        """,
+        [context.region, context.endpoint, CALLER_DIMENSION, context.as_of_ms],
+    )
+    details = _caller_details(connection, context)
+    throttled_minutes = {window["window"]: window for window in throttles["windows"]}
+    for window, _minutes in WINDOWS:
+        in_window = [row for row in found if row["window"] == window]
+        callers = sorted(
+            (row for row in in_window if not row["is_remainder"]),
+            key=lambda row: (-(row["tokens"] or 0), row["dimension_value"]),
+        )
+        remainder = [row for row in in_window if row["is_remainder"]]
+        rows = [_caller_entry(row, details.get((window, row["dimension_value"]))) for row in callers[:CALLER_ROWS]]
+        if callers[CALLER_ROWS:]:
+            # Peaks, minutes and sessions of several callers do not add up: the row leaves them empty.
+            rows.append({**dict.fromkeys(rows[0]), **_other_entry(callers[CALLER_ROWS:], CALLER_SUMS)})
+        rows += [_caller_entry(row, None) for row in remainder]
+        result["windows"].append({"window": window, "callers": len(callers), "rows": rows})
+        # Who was calling when the endpoint was throttled: callers active in a throttled minute or throttled
+        # themselves, by their share of the tokens in those minutes.
+        involved = sorted(
+            (row for row in callers if row["throttled_minutes"] or row["throttles"]),
+            key=lambda row: (
+                -(row["share_in_throttled_minutes"] or 0),
+                -(row["throttles"] or 0),
+                row["dimension_value"],
+            ),
+        )
+        endpoint_minutes = throttled_minutes[window]["throttled_minutes"]
+        throttled_rows = []
+        for row in involved[:CALLER_ROWS]:
+            throttled_rows.append(
+                {
+                    "principal": row["dimension_value"],
+                    "kind": "caller",
+                    "throttles": _num(row["throttles"], 0),
+                    "throttled_minutes": _num(row["throttled_minutes"], 0),
+                    "throttled_minutes_pct": _pct(row["throttled_minutes"], endpoint_minutes),
+                    "tokens_in_throttled_minutes": _num(row["tokens_in_throttled_minutes"], 0),
+                    "share_in_throttled_minutes_pct": _num(_scaled(row["share_in_throttled_minutes"]), 2),
+                }
+            )
+        if involved[CALLER_ROWS:]:
+            throttled_rows.append(
+                {**dict.fromkeys(throttled_rows[0]), **_other_entry(involved[CALLER_ROWS:], THROTTLED_SUMS)}
+            )
+        for row in remainder:
+            if not (row["throttles"] or row["tokens_in_throttled_minutes"]):
+                continue
+            throttled_rows.append(
+                {
+                    "principal": row["dimension_value"],
+                    "kind": "remainder",
+                    "throttles": _num(row["throttles"], 0),
+                    "throttled_minutes": None,
+                    "throttled_minutes_pct": None,
+                    "tokens_in_throttled_minutes": _num(row["tokens_in_throttled_minutes"], 0),
+                    "share_in_throttled_minutes_pct": _num(_scaled(row["share_in_throttled_minutes"]), 2),
+                }
+            )
+        result["throttled"].append(
+            {
+                "window": window,
+                "throttled_minutes": endpoint_minutes,
+                "throttles": throttled_minutes[window]["throttles"],
+                "rows": throttled_rows,
+            }
+        )
+    return result
+
+
 def _output_burndown(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> dict[str, Any]:
     """How much an output token counts against the TPM quota for this endpoint over the timeline window.
 
@@ -919,6 +1149,7 @@ def report_tables(
         "throttles": _throttles(connection, context),
         "coverage": _coverage(context, coverage),
     }
+    report["callers"] = _callers(connection, context, optional, report["throttles"])
     report["summary"] = _summary(report)
     return context, report
 

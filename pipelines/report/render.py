@@ -435,6 +435,45 @@ def _figures(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 ),
             }
         )
+    figures += _caller_figures(charts.get("callers", {"windows": []}))
+    return figures
+
+
+def _caller_figures(callers: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Tokens by caller, stacked, per caller chart: the stacks add up to the endpoint's tokens per minute."""
+    import plotly.graph_objects as go
+
+    figures = []
+    for chart in callers["windows"]:
+        traces = [
+            go.Scatter(
+                mode="lines",
+                name=_label(line["label"]),
+                stackgroup="callers",
+                line={"color": line["color"], "width": 0.5},
+                fillcolor=line["color"],
+                # The part the invocation logs do not cover is hatched, so it never reads as one more caller.
+                **({"fillpattern": {"shape": "/", "fgcolor": "#8a8a8a"}} if line["kind"] == "remainder" else {}),
+            )
+            for line in chart["lines"]
+        ]
+        figure = _figure(
+            traces,
+            _layout(
+                f"Tokens by caller, {chart['window']}",
+                "tokens/min",
+                (chart["start"], chart["end"]),
+                subtitle=f"average of each {_size_text(chart['bucket_minutes'])} bucket, stacked: the largest "
+                "principals, the other callers,\nand the endpoint's tokens the invocation logs do not hold",
+            ),
+        )
+        figure["data"] = [
+            _block_trace(trace, line["block"], chart["start"], chart["end"])
+            for trace, line in zip(figure["data"], chart["lines"], strict=True)
+        ]
+        figures.append(
+            {"id": f"chart-callers-{chart['window']}", "window": chart["window"], "metric": "callers", **figure}
+        )
     return figures
 
 
@@ -699,7 +738,7 @@ def render_reports(
     links: list[str] = []
     for region, endpoint in pairs:
         context, report = report_tables(connection, region, endpoint, as_of, account_id, alerts)
-        report["charts"] = build_charts(connection, context, floor)
+        report["charts"] = build_charts(connection, context, floor, report["callers"]["status"])
         folder = out_dir / safe_filename(region)
         stem = stems[(region, endpoint)]
         html_path, json_path = folder / f"{stem}.html", folder / f"{stem}.json"
