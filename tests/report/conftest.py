@@ -59,3 +59,21 @@ def coverage_lake(tmp_path_factory: pytest.TempPathFactory):
     files = render_reports(connection, out_dir, AS_OF)
     yield connection, out_dir, files
     connection.close()
+
+
+@pytest.fixture(scope="session")
+def caller_lake(tmp_path_factory: pytest.TempPathFactory):
+    """The coverage lake with invocation logs for us-east-1 (none for eu-west-1), built by the real models
+    including the caller marts, and its reports: (connection, calls, out_dir, files)."""
+    from pipelines.report import render_reports
+    from tests.models.lakes import OWN_MODELS, FixtureLake
+
+    from .report_fixtures import build_caller_lake
+
+    lake = FixtureLake(tmp_path_factory.mktemp("caller-lake") / "lake")
+    calls = build_caller_lake(lake)
+    connection = lake.build(AS_OF, models=(*OWN_MODELS, "quota_headroom", "caller_minute", "caller_attribution"))
+    out_dir = tmp_path_factory.mktemp("caller-reports")
+    files = render_reports(connection, out_dir, AS_OF)
+    yield connection, calls, out_dir, files
+    connection.close()

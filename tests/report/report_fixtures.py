@@ -524,3 +524,98 @@ def build_coverage_lake(lake) -> None:
         lake.minute(
             COVERAGE_EU_MODEL, AS_OF - timedelta(hours=n * 20), input=300, output=30, invocations=1, region="eu-west-1"
         )
+
+
+# The invocation logs of the caller tests, on top of the coverage lake's us-east-1 traffic: they hold the minutes
+# CALLER_LOGS_TO to CALLER_LOGS_FROM before as_of (the newest minutes are not delivered yet, the older ones were
+# never logged), so every window has a '(not in logs)' part.
+CALLER_LOGS_FROM = 1440  # minutes before as_of: the oldest logged minute
+CALLER_LOGS_TO = 15  # minutes before as_of: the newest logged minute
+CALLER_BATCH_ROLES = 10  # role/batch-0 .. role/batch-9 share the direct traffic: more callers than a table shows
+CALLER_UNLOGGED_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"  # called in us-east-1, never in its logs
+CALLER_THROTTLED = {30: ("role/batch-3", 3), 90: ("role/batch-9", 3)}  # minute -> (caller, its throttles)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One caller_minutes row: what a principal sent to a series in a minute (minutes before as_of)."""
+
+    minutes_before: int
+    model_id: str
+    principal: str
+    session: str | None
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    throttles: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def caller_calls() -> list[Call]:
+    """The logged calls: the coverage lake's traffic split among callers, token for token.
+
+    Direct Sonnet 4 traffic (every 10th minute) goes to role/batch-<k> in turn, sessions job-0 to job-2; the
+    application profile (every 7th minute, called by its ARN) alternates between role/search-api and user/alice;
+    user/alice also called the profile in both throttled minutes (the extra datapoints of ``build_caller_lake``).
+    """
+    from tests.models.lakes import SONNET_4, app_arn
+
+    profile = app_arn(COVERAGE_APP_PROFILE)
+    calls = []
+    for n in range(CALLER_LOGS_TO, CALLER_LOGS_FROM + 1):
+        if n % 10 == 0:
+            principal = f"role/batch-{(n // 10) % CALLER_BATCH_ROLES}"
+            throttles = CALLER_THROTTLED[n][1] if n in CALLER_THROTTLED else 0
+            calls.append(Call(n, SONNET_4, principal, f"job-{n % 3}", 2, 1_000 + n % 700, 100, throttles))
+        if n % 7 == 0:
+            principal, session = ("role/search-api", "web-1") if n % 14 == 0 else ("user/alice", None)
+            calls.append(Call(n, profile, principal, session, 1, 500 + n % 300, 50))
+        if n in CALLER_THROTTLED:
+            calls.append(Call(n, profile, "user/alice", None, 1, 400, 40))
+    return calls
+
+
+def build_caller_lake(lake) -> list[Call]:
+    """The coverage lake plus invocation logs of us-east-1 (eu-west-1 has none), and a us-east-1 endpoint the logs
+    never name (CALLER_UNLOGGED_MODEL); returns the logged calls."""
+    from tests.models.lakes import ACCOUNT
+
+    build_coverage_lake(lake)
+    lake.foundation_model(CALLER_UNLOGGED_MODEL, "Claude 3.5 Haiku")
+    for n in range(60, 1440, 60):
+        lake.minute(CALLER_UNLOGGED_MODEL, AS_OF - timedelta(minutes=n), input=200, output=20, invocations=1)
+    for n in CALLER_THROTTLED:
+        lake.minute(COVERAGE_APP_PROFILE, AS_OF - timedelta(minutes=n), input=400, output=40, invocations=1)
+    calls = caller_calls()
+    for call in calls:
+        ts = AS_OF - timedelta(minutes=call.minutes_before)
+        kind, name = call.principal.split("/", 1)
+        identity = (
+            f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/{call.session}"
+            if kind == "role"
+            else f"arn:aws:iam::{ACCOUNT}:user/{name}"
+        )
+        lake.rows["caller_minutes", "us-east-1", ts.date()].append(
+            {
+                "account_id": ACCOUNT,
+                "ts": ts,
+                "model_id": call.model_id,
+                "identity_arn": identity,
+                "principal": call.principal,
+                "session": call.session,
+                "request_metadata": None,
+                "requests": call.requests,
+                "throttles": call.throttles,
+                "errors": 0,
+                "input_tokens": call.input_tokens,
+                "output_tokens": call.output_tokens,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "source": "s3://logs/fixture.json.gz",
+                "fetched_at": AS_OF,
+            }
+        )
+    return calls

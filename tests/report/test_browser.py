@@ -235,3 +235,44 @@ def test_the_coverage_note_shows_on_a_partly_read_page_and_not_on_a_fully_read_o
         assert flags.first.inner_text() == "2,880 of 10,080 min at 1-min"
     finally:
         page.close()
+
+
+def test_the_callers_chart_stacks_every_caller_and_the_part_not_in_the_logs(browser, caller_lake):
+    _connection, _calls, _out, files = caller_lake
+    file = next(file for file in files if file.region == "us-east-1" and file.endpoint.startswith("anthropic.claude-s"))
+    report = json.loads(file.json_path.read_text(encoding="utf-8"))
+    page, problems = open_report(browser, file.html_path)
+    try:
+        assert problems == []
+        for chart in report["charts"]["callers"]["windows"]:
+            chart_id = f"chart-callers-{chart['window']}"
+            legend = page.locator(f"#{chart_id} .legendtext").all_text_contents()
+            # plotly lists a stack top first, as it is drawn: the remainder on top, then the other callers.
+            assert legend == [line["label"] for line in reversed(chart["lines"])]
+            assert legend[0] == "(not in logs)" and legend[1].startswith("other (")
+            # Every line is drawn as a filled area of the stack, none empty.
+            fills = page.eval_on_selector_all(
+                f"#{chart_id} .scatterlayer .trace path.js-fill", "paths => paths.map(p => p.getBBox().width)"
+            )
+            assert len(fills) == len(chart["lines"]) and all(width > 0 for width in fills), fills
+            # Each line holds every bucket of its block: one point per 5 minutes or hour from the data's start.
+            points = page.evaluate(f"document.getElementById('{chart_id}').data.map(trace => trace.x.length)")
+            blocks = [report["charts"]["blocks"][line["block"]] for line in chart["lines"]]
+            assert points == [sum(count for _step, count in block["segments"]) for block in blocks]
+        # The remainder row of the tables is set apart from the callers.
+        remainder = page.locator("#callers-1d tr.remainder")
+        assert remainder.inner_text().startswith("(not in logs)")
+        assert page.eval_on_selector("#callers-1d tr.remainder td", "n => getComputedStyle(n).fontStyle") == "italic"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#callers").screenshot(path=str(ARTIFACTS / "report-callers.png"))
+    finally:
+        page.close()
+    # A page without caller data shows the sentence and no caller chart.
+    quiet = next(file for file in files if file.region == "eu-west-1" and file.kind == "endpoint")
+    page, problems = open_report(browser, quiet.html_path)
+    try:
+        assert problems == []
+        assert page.locator("#callers-off").is_visible()
+        assert page.locator("[id^='chart-callers-']").count() == 0
+    finally:
+        page.close()
