@@ -465,6 +465,8 @@ def _caller_figures(callers: Mapping[str, Any]) -> list[dict[str, Any]]:
                 (chart["start"], chart["end"]),
                 subtitle=f"average of each {_size_text(chart['bucket_minutes'])} bucket, stacked: the largest "
                 "principals, the other callers,\nand the endpoint's tokens the invocation logs do not hold",
+                # Taller than the other charts: up to nine legend entries of long principal names sit below it.
+                height=460,
             ),
         )
         figure["data"] = [
