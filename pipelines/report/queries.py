@@ -1035,6 +1035,37 @@ def _callers(
     return result
 
 
+def _worst_minute_callers(
+    connection: duckdb.DuckDBPyConnection, context: ReportContext, status: str, worst: list[dict[str, Any]]
+) -> None:
+    """Give each of the most throttled minutes its heaviest caller (the principal with the most logged tokens in
+    that minute, its tokens and share of the minute's TPM); null where the invocation logs hold no call then."""
+    found: dict[str, tuple[str, Any]] = {}
+    if status == "ok" and worst:
+        for minute_ms, principal, tokens in connection.execute(
+            """
+            select epoch_ms(ts), first(principal order by tokens desc, principal), max(tokens)
+            from (
+                select ts, coalesce(principal, '(unknown)') as principal, sum(tokens) as tokens from caller_minute
+                where region = ? and endpoint = ? and list_contains(?, epoch_ms(ts))
+                group by all
+            )
+            group by ts
+            """,
+            [context.region, context.endpoint, [_iso_ms(minute["ts"]) for minute in worst]],
+        ).fetchall():
+            found[iso(int(minute_ms)) or ""] = (principal, tokens)
+    for minute in worst:
+        principal, tokens = found.get(minute["ts"], (None, None))
+        minute["top_caller"] = principal
+        minute["top_caller_tokens"] = _num(tokens, 0)
+        minute["top_caller_share_pct"] = _share_pct(tokens, float(minute["tpm"] or 0)) if tokens is not None else None
+
+
+def _iso_ms(text: str) -> int:
+    return epoch_ms(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def _output_burndown(connection: duckdb.DuckDBPyConnection, context: ReportContext) -> dict[str, Any]:
     """How much an output token counts against the TPM quota for this endpoint over the timeline window.
 
@@ -1150,6 +1181,7 @@ def report_tables(
         "coverage": _coverage(context, coverage),
     }
     report["callers"] = _callers(connection, context, optional, report["throttles"])
+    _worst_minute_callers(connection, context, report["callers"]["status"], report["throttles"]["worst_minutes"])
     report["summary"] = _summary(report)
     return context, report
 

@@ -173,6 +173,16 @@ def test_the_callers_of_throttled_minutes_are_those_active_in_them(caller_lake):
     page = Page(file.html_path.read_text(encoding="utf-8"))
     table = page.tables["callers-throttled-1d"]
     assert [row["cells"][0] for row in table["rows"]] == [row["principal"] for row in day["rows"]]
+    # The most throttled minutes name the principal with the most logged tokens in each.
+    worst = {minute["ts"]: minute for minute in report["throttles"]["worst_minutes"]}
+    for n in CALLER_THROTTLED:
+        mine = [call for call in in_throttled if call.minutes_before == n]
+        heaviest = max(mine, key=lambda call: call.tokens)
+        minute = worst[_iso(AS_OF - timedelta(minutes=n))]
+        assert (minute["top_caller"], minute["top_caller_tokens"]) == (heaviest.principal, heaviest.tokens)
+        assert minute["top_caller_share_pct"] == round(100 * heaviest.tokens / sum(call.tokens for call in mine), 2)
+    table = page.tables["throttle-minutes"]
+    assert {row["cells"][7] for row in table["rows"]} == {minute["top_caller"] for minute in worst.values()}
 
 
 def test_the_caller_chart_stacks_up_to_the_endpoint_tokens(caller_lake):
@@ -228,6 +238,7 @@ def test_a_page_without_caller_data_says_how_to_get_it(caller_lake, rendered):
     assert 'id="callers-off"' in text and "buw analyze --breakdown principal" in text and "invocation_logs" in text
     assert not [name for name in page.tables if name.startswith("callers")]
     assert "chart-callers" not in text
+    assert all(minute["top_caller"] is None for minute in report["throttles"]["worst_minutes"])
     # The logs of us-east-1 never name this endpoint: the page says so rather than how to turn logging on.
     file, report = _page(files, "us-east-1", CALLER_UNLOGGED_MODEL)
     assert report["callers"]["status"] == "no_calls"
