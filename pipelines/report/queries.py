@@ -815,8 +815,9 @@ def _worst_minutes(connection: duckdb.DuckDBPyConnection, context: ReportContext
 def _caller_status(
     connection: duckdb.DuckDBPyConnection, context: ReportContext, optional: Mapping[str, bool]
 ) -> tuple[str, int | None, int | None]:
-    """(status, first and last logged minute of the region): ``no_logs`` when the warehouse holds no invocation
-    log of the region, ``no_calls`` when the logs hold no call to this endpoint in the timeline window, ``ok``."""
+    """(status, the region's first logged minute, the end of its last one): ``no_logs`` when the warehouse holds
+    no invocation log of the region, ``no_calls`` when the logs hold no call to this endpoint in the timeline
+    window, else ``ok``."""
     if not (optional["caller_minute"] and optional["caller_attribution"]):
         return "no_logs", None, None
     first, last = connection.execute(
