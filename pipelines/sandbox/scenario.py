@@ -196,7 +196,9 @@ class InvocationLogging:
 
     log_group: str
     role_arn: str
-    s3_bucket: str  # may hold "{region}": one bucket per region, as Bedrock needs a same-region destination
+    # May hold "{region}": one bucket per region, as Bedrock needs a same-region destination. Empty: no S3
+    # delivery, the records go to CloudWatch Logs only.
+    s3_bucket: str
     s3_key_prefix: str
     started: datetime | int  # an instant, or a day relative to the traffic anchor (-10 = ten days before it)
     retention_days: int | None
@@ -955,8 +957,8 @@ class _Builder:
         raw = self.mapping(
             value,
             path,
-            required=("log_group", "role_name", "s3_bucket", "logging_started"),
-            optional=("s3_key_prefix", "retention_days", "regions"),
+            required=("log_group", "role_name", "logging_started"),
+            optional=("s3_bucket", "s3_key_prefix", "retention_days", "regions"),
         )
         started_raw = raw["logging_started"]
         started: datetime | int
@@ -969,7 +971,9 @@ class _Builder:
         return InvocationLogging(
             log_group=self.string(raw["log_group"], f"{path}.log_group", _LOG_GROUP_RE, max_len=512),
             role_arn=f"arn:aws:iam::{self.account}:role/{role}",
-            s3_bucket=self.string(raw["s3_bucket"], f"{path}.s3_bucket", _BUCKET_RE, max_len=63),
+            s3_bucket=self.string(raw["s3_bucket"], f"{path}.s3_bucket", _BUCKET_RE, max_len=63)
+            if "s3_bucket" in raw
+            else "",
             s3_key_prefix=self.string(raw["s3_key_prefix"], f"{path}.s3_key_prefix") if "s3_key_prefix" in raw else "",
             started=started,
             retention_days=None if retention is None else self.integer(retention, f"{path}.retention_days", 1, 3653),

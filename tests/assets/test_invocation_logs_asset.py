@@ -1,6 +1,8 @@
-"""The invocation_logs asset against the sandbox: per-caller minutes land in the lake, each S3 object is read once
-across runs, the cost is recorded, and no request body reaches the lake."""
+"""The invocation_logs asset against the sandbox: per-caller minutes land in the lake, each S3 object (or, with
+CloudWatch Logs delivery only, each log record) is read once across runs, the cost is recorded, and no request body
+reaches the lake."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from pipelines import lake as lake_io
 from pipelines.assets.extract import invocation_logs
 from pipelines.resources import AwsResource, WarehouseResource
 from pipelines.sandbox.invocation_logs import invocation_logs as sandbox_logs
+from pipelines.sandbox.scenario import load_scenario
 from pipelines.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.integration
@@ -98,3 +101,72 @@ def test_each_object_is_read_once_across_runs_and_totals_match_the_sandbox(own_s
     assert {"principal": "role/code-review-runner", "key": "team", "value": "platform"} in [
         {k: row[k] for k in ("principal", "key", "value")} for row in tags
     ]
+
+
+@pytest.fixture
+def logs_only_sandbox(aws_env):
+    """The demo account with S3 delivery off: its invocation logs go to CloudWatch Logs only."""
+    scenario = load_scenario("demo")
+    logging = dataclasses.replace(scenario.invocation_logging, s3_bucket="")
+    with SandboxServer(
+        dataclasses.replace(scenario, invocation_logging=logging), seed=0, now=NOW.replace(tzinfo=UTC)
+    ) as server:
+        yield server
+
+
+def log_reads(lake: Path) -> list[dict]:
+    return sorted(
+        (
+            row
+            for p in lake_io.partitions(lake, "invocation_log_reads")
+            for row in lake_io.read_partition(lake, p).to_pylist()
+        ),
+        key=lambda row: row["range_start"],
+    )
+
+
+def records_in(sandbox, start: datetime, end: datetime) -> int:
+    """How many log records the sandbox holds in [start, end): what a scan of that range must read."""
+    return (
+        sandbox_logs(sandbox.traffic)
+        .records(REGION, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        .num_rows
+    )
+
+
+def test_with_logs_delivery_only_each_record_is_scanned_once_across_runs(logs_only_sandbox, tmp_path):
+    sandbox = logs_only_sandbox
+    lake = tmp_path / "lake"
+    sandbox.reset_stats()
+    first = run(sandbox.endpoint_url, tmp_path, "2026-11-19", "2026-11-20")
+    assert first.success
+    stats = sandbox.stats()
+    assert stats.get("s3_objects_read", 0) == stats.get("s3_keys_listed", 0) == 0
+    (read,) = log_reads(lake)
+    assert read["delivery"] == "logs"
+    assert read["range_start"] == datetime(2026, 11, 19)
+    assert datetime(2026, 11, 20, 11) < read["range_end"] <= NOW
+    scanned = records_in(sandbox, datetime(2026, 11, 19).replace(tzinfo=UTC), read["range_end"].replace(tzinfo=UTC))
+    assert stats["logs_records_scanned"] == scanned > 0
+    metadata = first.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["records_scanned"].value == read["records_scanned"] == scanned
+    assert metadata["bytes_scanned"].value == read["bytes_scanned"] == stats["logs_bytes_scanned"]
+    assert lake_totals(lake) == expected_totals(sandbox, datetime(2026, 11, 19), read["range_end"])
+
+    # An hour later the run scans only the records after the end of the last read: none twice, none missed.
+    sandbox.reset_stats()
+    sandbox.advance(timedelta(hours=1))
+    assert run(sandbox.endpoint_url, tmp_path, "2026-11-20", "2026-11-20").success
+    earlier, later = log_reads(lake)
+    assert earlier == read
+    assert later["range_start"] == read["range_end"] < later["range_end"]
+    again = sandbox.stats()["logs_records_scanned"]
+    assert (
+        again
+        == later["records_scanned"]
+        == records_in(sandbox, read["range_end"].replace(tzinfo=UTC), later["range_end"].replace(tzinfo=UTC))
+    )
+    assert 0 < again < scanned
+    assert lake_totals(lake) == expected_totals(sandbox, datetime(2026, 11, 19), later["range_end"])
+    for path in lake.rglob("*.parquet"):
+        assert b"[omitted]" not in path.read_bytes()

@@ -140,19 +140,18 @@ def get_model_invocation_logging_configuration(ctx: CallContext, params: dict[st
     config = logs.config
     if config is None or not logs.enabled(ctx.region) or logs.started_ms > int(ctx.now.timestamp() * 1000):
         return {}
-    s3_config = {"bucketName": config.bucket(ctx.region)}
-    if config.s3_key_prefix:
-        s3_config["keyPrefix"] = config.s3_key_prefix
-    return {
-        "loggingConfig": {
-            "cloudWatchConfig": {"logGroupName": config.log_group, "roleArn": config.role_arn},
-            "s3Config": s3_config,
-            "textDataDeliveryEnabled": True,
-            "imageDataDeliveryEnabled": False,
-            "embeddingDataDeliveryEnabled": False,
-            "videoDataDeliveryEnabled": False,
-        }
+    logging_config: dict[str, Any] = {
+        "cloudWatchConfig": {"logGroupName": config.log_group, "roleArn": config.role_arn},
+        "textDataDeliveryEnabled": True,
+        "imageDataDeliveryEnabled": False,
+        "embeddingDataDeliveryEnabled": False,
+        "videoDataDeliveryEnabled": False,
     }
+    if config.s3_bucket:
+        logging_config["s3Config"] = {"bucketName": config.bucket(ctx.region)}
+        if config.s3_key_prefix:
+            logging_config["s3Config"]["keyPrefix"] = config.s3_key_prefix
+    return {"loggingConfig": logging_config}
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {

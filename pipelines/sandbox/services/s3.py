@@ -56,7 +56,7 @@ def _objects(traffic: Traffic) -> _Objects:
 
 def _bucket_region(ctx: CallContext, bucket: str) -> tuple[InvocationLogs, str]:
     logs = invocation_logs(ctx.traffic)
-    if logs.config is not None:
+    if logs.config is not None and logs.config.s3_bucket:
         for region in logs.config.regions:
             if logs.config.bucket(region) == bucket:
                 return logs, region
