@@ -483,14 +483,8 @@ def print_breakdown(console, rows: Sequence[tuple], dimension: str) -> None:
         )
         return
     table = Table(title=f"Top callers by {dimension}, last {SUMMARY_WINDOW[:-1]} days (shares of the metrics)")
-    for name in ("region", "endpoint", dimension, "tokens", "share", "requests", "peak TPM", "share when throttled"):
-        table.add_column(
-            name,
-            no_wrap=name in ("region", "endpoint", dimension),
-            justify="left" if name in ("region", "endpoint", dimension) else "right",
-        )
-    for region, endpoint, value, tokens, share, requests, peak, throttled in rows:
-        table.add_row(
+    cells = [
+        (
             region,
             endpoint,
             value,
@@ -500,6 +494,21 @@ def print_breakdown(console, rows: Sequence[tuple], dimension: str) -> None:
             "—" if peak is None else f"{peak:,}",
             "—" if throttled is None else f"{throttled * 100:.1f} %",
         )
+        for region, endpoint, value, tokens, share, requests, peak, throttled in rows
+    ]
+    names = ("region", "endpoint", dimension, "tokens", "share", "requests", "peak TPM", "share when throttled")
+    for index, name in enumerate(names):
+        if index == 0:
+            table.add_column(name, no_wrap=True, min_width=max(len(row[0]) for row in cells))
+        elif index < 3:
+            # Long ids fold onto a second line in a narrow terminal rather than push a number off the table.
+            table.add_column(name, overflow="fold")
+        else:
+            # A number is never cut: its column is as wide as its widest value.
+            widest = max(len(row[index]) for row in cells)
+            table.add_column(name, justify="right", no_wrap=True, min_width=widest)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 

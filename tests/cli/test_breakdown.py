@@ -51,3 +51,22 @@ def test_breakdowns_print_the_top_callers_per_endpoint(env, tmp_path):
             """
         ).fetchone()
     assert top is not None and top[0] in out
+
+
+def test_a_narrow_terminal_folds_ids_and_never_cuts_a_number():
+    from rich.console import Console
+
+    from pipelines.pipeline import print_breakdown
+
+    rows = [
+        ("us-east-1", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", "role/agent-platform-svc", 409_092_057, 0.951,
+         98_690, 143_789, 0.25),
+        ("us-east-1", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", "(not in logs)", 0, 0.0, 0, None, None),
+    ]  # fmt: skip
+    console = Console(width=90, record=True, highlight=False)
+    print_breakdown(console, rows, "principal")
+    text = console.export_text()
+    assert "…" not in text
+    for number in ("409,092,057", "95.1 %", "98,690", "143,789", "25.0 %"):
+        assert number in text, text
+    assert max(len(line) for line in text.splitlines()) <= 90
