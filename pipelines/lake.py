@@ -322,19 +322,40 @@ def widen_points(datapoints: pa.Table) -> pa.Table:
     """
     import duckdb  # the lake's other readers and writers need only pyarrow
 
+    with duckdb.connect() as connection:
+        connection.register("datapoints", datapoints)
+        table = connection.sql(widen_sql("datapoints") + " order by model_id, period_s, ts").to_arrow_table()
+    return table.cast(SCHEMAS["metric_points"])
+
+
+def widen_sql(source: str, keys: tuple[str, ...] = ()) -> str:
+    """The DuckDB query that turns the datapoint rows of ``source`` (a relation in ``DATAPOINTS_SCHEMA``, plus
+    ``keys`` such as the Hive columns) into metric_points rows; no value is formatted into it."""
     measures = ", ".join(
         f"arg_max(value, fetched_at) filter (where metric = '{metric}' and stat = '{stat}') as {column}"
         for (metric, stat), column in POINT_MEASURES.items()
     )
     kept = " or ".join(f"(metric = '{metric}' and stat = '{stat}')" for metric, stat in POINT_MEASURES)
-    with duckdb.connect() as connection:
-        connection.register("datapoints", datapoints)
-        table = connection.sql(
-            f"select any_value(account_id) as account_id, model_id, period_s, ts, {measures}, "
-            f"max(fetched_at) as fetched_at from datapoints where ({kept}) group by model_id, period_s, ts "
-            "order by model_id, period_s, ts"
-        ).to_arrow_table()
-    return table.cast(SCHEMAS["metric_points"])
+    grouped = ", ".join([*keys, "model_id", "period_s", "ts"])
+    return (
+        f"select any_value(account_id) as account_id, {grouped}, {measures}, max(fetched_at) as fetched_at "
+        f"from {source} where ({kept}) group by {grouped}"
+    )
+
+
+def earlier_layout_files(lake: Path) -> list[Partition]:
+    """The metric_points files still in the one-row-per-datapoint layout of earlier versions (none once
+    ``upgrade_metric_points`` has run); unreadable files are left to the readers that report them."""
+    if (lake / "metric_points" / _WIDE_MARKER).exists():
+        return []
+    found = []
+    for partition in partitions(lake, "metric_points"):
+        try:
+            if _holds_datapoints(partition.path(lake)):
+                found.append(partition)
+        except (pa.ArrowInvalid, OSError):
+            continue
+    return found
 
 
 # Written once every metric_points file has the one-row-per-series-and-bucket layout, so later runs skip the scan.
@@ -345,21 +366,21 @@ def upgrade_metric_points(lake: Path) -> list[Path]:
     """Rewrite metric_points files of the one-row-per-datapoint layout in today's layout; return those rewritten.
 
     Same datapoints, same folders; each file is replaced atomically, so a reader sees the old file or the new.
+    Only the metric_points step calls this: it is the one writer of these files, and its runs never overlap
+    (one pool), so no run's new file is overwritten by the old one's rewrite. Until then the models read the
+    old files through the same pivot (``widen_sql``).
     """
     marker = lake / "metric_points" / _WIDE_MARKER
-    if marker.exists() or not (lake / "metric_points").is_dir():
+    if marker.exists():
         return []
     rewritten = []
-    for partition in partitions(lake, "metric_points"):
-        path = partition.path(lake)
+    for partition in earlier_layout_files(lake):
         try:
-            if not _holds_datapoints(path):
-                continue
             table = read_partition(lake, partition)
-        except (LakeError, pa.ArrowInvalid, OSError):
-            continue  # an unreadable file is re-read from CloudWatch by the next extraction of its day
-        write_partition(lake, partition, table)
-        rewritten.append(path)
+        except LakeError:
+            continue  # an unreadable file is read again from CloudWatch by the extraction of its day
+        rewritten.append(write_partition(lake, partition, table))
+    marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     return rewritten
 

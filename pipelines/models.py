@@ -29,7 +29,16 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.lake import DATASETS, SCHEMAS, dataset_glob, has_data, upgrade_metric_points
+from pipelines.lake import (
+    DATASETS,
+    SCHEMAS,
+    Partition,
+    dataset_glob,
+    earlier_layout_files,
+    has_data,
+    partitions,
+    widen_sql,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SQL_DIR = REPOSITORY / "sql"
@@ -224,7 +233,6 @@ def build_all(
     unknown = sorted(wanted - set(models))
     if unknown:
         raise ModelError(f"unknown model(s) {', '.join(unknown)}; known models: {', '.join(sorted(models))}")
-    upgrade_metric_points(lake)
     load_seeds(connection, sql_dir)
     counts: dict[str, int] = {}
     for name in build_order(models.values()):
@@ -262,7 +270,10 @@ def bind_inputs(connection: duckdb.DuckDBPyConnection, *, lake: Path, as_of: dat
         variable = f"lake_{dataset}"
         connection.execute(f"set variable {variable} = ?", [dataset_glob(lake, dataset)])
         view = _identifier(f"raw_{dataset}")
-        if has_data(lake, dataset):
+        earlier = earlier_layout_files(lake) if dataset == "metric_points" and has_data(lake, dataset) else []
+        if earlier:
+            _bind_mixed_points(connection, lake, earlier)
+        elif has_data(lake, dataset):
             connection.execute(
                 f"create or replace temp view {view} as select * from read_parquet("
                 f"getvariable('{variable}'), hive_partitioning = true, "
@@ -278,6 +289,22 @@ def bind_inputs(connection: duckdb.DuckDBPyConnection, *, lake: Path, as_of: dat
                 f"create or replace temp view {view} as "
                 f"select {columns}, cast(null as varchar) as region, cast(null as date) as date where false"
             )
+
+
+def _bind_mixed_points(connection: duckdb.DuckDBPyConnection, lake: Path, earlier: list[Partition]) -> None:
+    """raw_metric_points over a lake that still holds files of the one-row-per-datapoint layout (until the next
+    extraction rewrites them): those files go through the extraction's own pivot, the others are read as they
+    are."""
+    old_files = [str(partition.path(lake)) for partition in earlier]
+    current = [str(p.path(lake)) for p in partitions(lake, "metric_points") if str(p.path(lake)) not in old_files]
+    connection.execute("set variable lake_metric_points_earlier = ?", [old_files])
+    options = "hive_partitioning = true, hive_types = {'region': varchar, 'date': date}"
+    pivoted = widen_sql(f"read_parquet(getvariable('lake_metric_points_earlier'), {options})", ("region", '"date"'))
+    parts = [f"select * from ({pivoted})"]
+    if current:
+        connection.execute("set variable lake_metric_points_current = ?", [current])
+        parts.insert(0, f"select * from read_parquet(getvariable('lake_metric_points_current'), {options})")
+    connection.execute(f"create or replace temp view raw_metric_points as {' union all by name '.join(parts)}")
 
 
 def whole_minute(as_of: datetime) -> datetime:

@@ -307,9 +307,6 @@ def metric_points(context: dg.AssetExecutionContext, aws: AwsResource, warehouse
     lake = warehouse.lake()
     clients = ClientCache(aws)
     reads: list[RegionRead] = []
-    upgraded = lake_io.upgrade_metric_points(lake)
-    if upgraded:
-        context.log.info(f"rewrote {len(upgraded)} metric_points files of an earlier layout")
     try:
         account_id, now = identity_for(aws, regions[0], "metric_points")
         as_of = pinned_as_of(context.run.tags, warehouse) or default_as_of(now, warehouse.as_of_lag())
@@ -320,6 +317,9 @@ def metric_points(context: dg.AssetExecutionContext, aws: AwsResource, warehouse
                 f"{oldest_readable_day(now)} to {today} (UTC) only; pick days in that range.",
                 allow_retries=False,
             )
+        upgraded = lake_io.upgrade_metric_points(lake)
+        if upgraded:
+            context.log.info(f"rewrote {len(upgraded)} metric_points files of an earlier layout")
         for region in regions:
             region_now = now if region == regions[0] else identity_for(aws, region, "metric_points")[1]
             read = extract_metrics(

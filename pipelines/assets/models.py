@@ -21,7 +21,6 @@ from pipelines.checks_sql import (
     check_expected_partitions,
     check_unique_usage_minutes,
 )
-from pipelines.lake import upgrade_metric_points
 from pipelines.models import (
     PYTHON_MODELS,
     SqlModel,
@@ -204,9 +203,6 @@ def build_models_asset() -> dg.AssetsDefinition:
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         lake = warehouse.lake()
         database = warehouse.database()
-        upgraded = upgrade_metric_points(lake)
-        if upgraded:
-            context.log.info(f"rewrote {len(upgraded)} metric_points files of an earlier layout")
         # Events are yielded once the file is published: a materialization then means readers can see the table.
         events: list[dg.MaterializeResult | dg.AssetCheckResult] = []
         try:
