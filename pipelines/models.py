@@ -55,9 +55,18 @@ class ModelError(RuntimeError):
     """A model cannot be found, ordered or built; the message names the model and what to do."""
 
 
+# Models kept as a view over the lake in the build's own connection instead of a table in the warehouse file:
+# stg_metric_points only renames and types the lake's rows, and copying its millions of rows into DuckDB cost
+# as much as all the marts that read it. The marts hold what it holds (usage_minute the 1-minute rows,
+# usage_bucket the coarser ones). Such a model may read only the raw_* views, since it is made again in each
+# connection that builds a model reading it.
+READ_THROUGH: frozenset[str] = frozenset({"stg_metric_points"})
+
+
 @dataclass(frozen=True)
 class SqlModel:
-    """One SQL model: a ``select`` in ``sql/<layer>/<name>.sql`` materialised as the table ``<name>``."""
+    """One SQL model: a ``select`` in ``sql/<layer>/<name>.sql`` materialised as the table ``<name>`` (a view in
+    the build connection for ``READ_THROUGH`` models)."""
 
     name: str
     layer: str
@@ -154,6 +163,11 @@ def build_model(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake:
     """
     bind_inputs(connection, lake=lake, as_of=as_of)
     root = model.path.parents[1]
+    for name in (*(set(model.depends_on) & READ_THROUGH), *({model.name} & READ_THROUGH)):
+        _create_read_through(connection, name, root)
+    if model.name in READ_THROUGH:
+        ((count,),) = connection.execute(f"select count(*) from {_identifier(model.name)}").fetchall()
+        return int(count)
     missing_seeds = [
         name for name in model.depends_on if name in seed_names(root) and not table_exists(connection, name)
     ]
@@ -173,6 +187,19 @@ def build_model(connection: duckdb.DuckDBPyConnection, model: SqlModel, *, lake:
             raise ModelError(f"model {model.name} ({model.path}) failed: {error}") from error
         raise
     return int(row[0]) if row else 0
+
+
+def _create_read_through(connection: duckdb.DuckDBPyConnection, name: str, root: Path) -> None:
+    """(Re)create a ``READ_THROUGH`` model as a temporary view over the raw views, with its documentation, and
+    drop a table of that name a warehouse file from an earlier version may still hold."""
+    sql = (root / "staging" / f"{name}.sql").read_text(encoding="utf-8").strip().removesuffix(";").rstrip()
+    stale = connection.execute(
+        "select database_name, schema_name from duckdb_tables() where table_name = ? and not temporary", [name]
+    ).fetchall()
+    for database, schema in stale:
+        connection.execute(f"drop table {_identifier(database)}.{_identifier(schema)}.{_identifier(name)}")
+    connection.execute(f"create or replace temp view {_identifier(name)} as\n{sql}")
+    apply_comments(connection, name, table_docs().get(name), kind="view")
 
 
 def _build_quota_map(connection: duckdb.DuckDBPyConnection, *, lake: Path, as_of: datetime) -> int:
@@ -392,8 +419,10 @@ def table_docs() -> dict[str, TableDoc]:
     return data_dictionary() if DATA_DICTIONARY.exists() else {}
 
 
-def apply_comments(connection: duckdb.DuckDBPyConnection, table: str, doc: TableDoc | None) -> None:
-    """Copy the data dictionary's descriptions onto the table and its columns."""
+def apply_comments(
+    connection: duckdb.DuckDBPyConnection, table: str, doc: TableDoc | None, *, kind: str = "table"
+) -> None:
+    """Copy the data dictionary's descriptions onto the table (or view) and its columns."""
     if doc is None:
         return
     present = {
@@ -405,7 +434,9 @@ def apply_comments(connection: duckdb.DuckDBPyConnection, table: str, doc: Table
     }
     # COMMENT ON takes a string literal only (no parameter, no expression), so the dictionary's own text is
     # written as an escaped literal.
-    connection.execute(f"comment on table {_identifier(table)} is {_literal(doc.description)}")
+    connection.execute(
+        f"comment on {'view' if kind == 'view' else 'table'} {_identifier(table)} is {_literal(doc.description)}"
+    )
     for column in doc.columns:
         if column.name in present:
             connection.execute(
@@ -415,10 +446,11 @@ def apply_comments(connection: duckdb.DuckDBPyConnection, table: str, doc: Table
 
 def table_exists(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the warehouse's current schema holds a table of that name."""
-    row = connection.execute(
+    # fetchall, not fetchone: a result left half-read blocks registering an Arrow table on the connection.
+    ((count,),) = connection.execute(
         "select count(*) from duckdb_tables() where table_name = ? and schema_name = current_schema()", [name]
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(count)
 
 
 def _checked_type(type_name: str) -> str:

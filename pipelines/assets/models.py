@@ -23,6 +23,7 @@ from pipelines.checks_sql import (
 )
 from pipelines.models import (
     PYTHON_MODELS,
+    READ_THROUGH,
     SqlModel,
     TableDoc,
     all_models,
@@ -218,7 +219,8 @@ def build_models_asset() -> dg.AssetsDefinition:
                             metadata={
                                 "dagster/row_count": dg.MetadataValue.int(rows),
                                 "as_of": dg.MetadataValue.text(utc_text(as_of)),
-                                "path": dg.MetadataValue.path(str(database)),
+                                # A read-through model is a view over the lake in the build, not in the file.
+                                "path": dg.MetadataValue.path(str(lake if name in READ_THROUGH else database)),
                                 "preview": dg.MetadataValue.md(_preview(connection, name)),
                                 # What was built, read back from DuckDB: the Columns tab then shows the table as
                                 # it is, whatever the spec (from the data dictionary) says.
