@@ -153,7 +153,14 @@ def _query_failure(connection, query: str, error: Exception) -> str:
             ).fetchall()
         ]
         # Only on this error path: the models module is heavier than the rest of `buw sql`.
-        from pipelines.models import seed_names
+        from pipelines.models import READ_THROUGH, seed_names
+
+        named = sorted(name for name in READ_THROUGH if re.search(rf"\b{name}\b", query, re.IGNORECASE))
+        if named:
+            return (
+                f"{message}; {named[0]} is read from the lake while the models build and is not kept in the "
+                "warehouse: its rows are in usage_minute (1-minute) and usage_bucket (5-minute and 1-hour)."
+            )
 
         seeds = set(seed_names())
         marts = [name for name in tables if not name.startswith("stg_") and name not in seeds]

@@ -75,6 +75,12 @@ def test_an_unknown_table_lists_the_marts(warehouse_env):
     assert "burndown_rates" not in marts and "stg_metric_points" not in marts
 
 
+def test_the_staging_view_over_the_lake_points_at_the_marts_that_hold_its_rows(warehouse_env):
+    line = _one_sentence(run_buw("sql", "select count(*) from stg_metric_points", env=warehouse_env))
+    assert "stg_metric_points is read from the lake while the models build" in line
+    assert "usage_minute" in line and "usage_bucket" in line
+
+
 @pytest.mark.parametrize("query", ["", "   \n\t", " ; "])
 def test_an_empty_query_is_an_error(warehouse_env, query):
     assert "the query is empty" in _one_sentence(run_buw("sql", query, env=warehouse_env))
