@@ -94,6 +94,45 @@ def reap_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
     return reaped
 
 
+def wait_for_pool(instance: dg.DagsterInstance, pool: str, status=None, poll_s: float = 1.0) -> None:
+    """Return once ``pool`` has a free slot, saying which runs hold it meanwhile.
+
+    Dagster's in-process executor also waits for a slot, but with Ctrl-C and SIGTERM held back until a step
+    runs, so a `buw` waiting there could not be stopped. Waiting here first, both stop it (as KeyboardInterrupt);
+    a run that takes the slot between this check and the step is waited for by Dagster, briefly.
+    """
+    import signal
+    import sys
+    import time
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    shown = getattr(status, "status", None)
+    said = None
+    try:
+        while True:
+            info = instance.event_log_storage.get_concurrency_info(pool)
+            limit = info.limit if info.limit is not None else info.slot_count
+            if not limit or info.active_slot_count < limit:
+                return
+            holders = ", ".join(sorted(run_id[:8] for run_id in info.active_run_ids))
+            sentence = f"waiting for run {holders} to finish reading CloudWatch (Ctrl-C stops buw)"
+            if sentence != said:
+                # A spinner shows only in a terminal; piped output gets the sentence as a line.
+                if status is not None and status.console.is_terminal:
+                    status.update(sentence)
+                else:
+                    print(f"buw: {sentence}", file=sys.stderr, flush=True)
+                said = sentence
+            time.sleep(poll_s)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if said is not None and status is not None and shown is not None:
+            status.update(shown)
+
+
 def pipeline_assets() -> list:
     """Every asset of the code location, as ``pipelines.definitions`` holds them."""
     from pipelines.assets.extract import EXTRACT_ASSETS
@@ -163,7 +202,7 @@ def execute(
     failure becomes a ``UserError`` naming the step and the cause (the traceback stays in
     the run's log).
     """
-    from pipelines.assets.extract import OPTIONAL_EXTRACT_ASSETS
+    from pipelines.assets.extract import METRICS_POOL, OPTIONAL_EXTRACT_ASSETS
     from pipelines.lake import sweep_temp_files
     from pipelines.report.render import sweep_stale_temp_files
     from pipelines.runlock import run_lock
@@ -184,6 +223,8 @@ def execute(
         sweep_temp_files(warehouse.lake())
         if warehouse.reports().is_dir():
             sweep_stale_temp_files(warehouse.reports(), max_age=0)
+        if "metric_points" in selection:
+            wait_for_pool(instance, METRICS_POOL, status)
         result = dg.materialize(
             assets,
             selection=list(selection),
@@ -438,8 +479,10 @@ def run_analyze(request: AnalyzeRequest, console, endpoint_url: str | None = Non
         model_ids=model_ids,
         granularity=request.granularity,
     )
-    with console.status(f"reading {request.region} from {days[0]} to {days[-1]} and building the warehouse"):
-        result = execute(aws, warehouse, tags, optional=("invocation_logs",) if request.breakdowns else ())
+    with console.status(f"reading {request.region} from {days[0]} to {days[-1]} and building the warehouse") as status:
+        result = execute(
+            aws, warehouse, tags, status=status, optional=("invocation_logs",) if request.breakdowns else ()
+        )
     endpoints = _rendered_endpoints(warehouse, tags)
     summary = _finish(console, warehouse, as_of, result, endpoints, regions=[request.region])
     for dimension in request.breakdowns:
@@ -653,8 +696,10 @@ def run_demo(
         aws = AwsResource(regions=regions, endpoint_url=sandbox.endpoint_url)
         _check_output_dir(warehouse.reports())
         days = plan_days(warehouse, as_of, regions, 30, console)
-        with console.status(f"reading {', '.join(regions)} from {days[0]} to {days[-1]} and building the warehouse"):
-            result = execute(aws, warehouse, run_tags(as_of, days=days))
+        with console.status(
+            f"reading {', '.join(regions)} from {days[0]} to {days[-1]} and building the warehouse"
+        ) as status:
+            result = execute(aws, warehouse, run_tags(as_of, days=days), status=status)
         return _finish(console, warehouse, as_of, result, None)
 
 

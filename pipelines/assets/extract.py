@@ -65,6 +65,9 @@ metric_days = dg.DailyPartitionsDefinition(
     end_offset=1,
 )
 
+# One pool for every metric_points run (its limit is 1 in the instance buw sets up): see the asset.
+METRICS_POOL = "cloudwatch"
+
 
 def record_extract_run(
     lake: Path, run_id: str, account_id: str, as_of: datetime, recorded_at: datetime, reads: Iterable[RegionRead]
@@ -287,7 +290,7 @@ def _reads_table(reads: Iterable[RegionRead]) -> str:
     backfill_policy=dg.BackfillPolicy.single_run(),
     # One pool for every metrics run: its limit (dagster.yaml, concurrency.pools) keeps two runs from reading
     # CloudWatch, and rewriting the same day files, at once.
-    pool="cloudwatch",
+    pool=METRICS_POOL,
     group_name="extract",
     kinds={"aws", "cloudwatch", "parquet"},
 )
