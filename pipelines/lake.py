@@ -330,7 +330,8 @@ def widen_points(datapoints: pa.Table) -> pa.Table:
 
 def widen_sql(source: str, keys: tuple[str, ...] = ()) -> str:
     """The DuckDB query that turns the datapoint rows of ``source`` (a relation in ``DATAPOINTS_SCHEMA``, plus
-    ``keys`` such as the Hive columns) into metric_points rows; no value is formatted into it."""
+    ``keys`` such as the Hive columns) into metric_points rows. Only the names of ``POINT_MEASURES`` are
+    written into its text; ``source`` and ``keys`` come from this code, never from input."""
     measures = ", ".join(
         f"arg_max(value, fetched_at) filter (where metric = '{metric}' and stat = '{stat}') as {column}"
         for (metric, stat), column in POINT_MEASURES.items()
