@@ -84,8 +84,8 @@ def _private_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
 # each on a 2-core machine) go first, longest first, and the short tests fill in behind them. `make test` passes
 # --no-loadscope-reorder, which keeps this order (xdist's own reorder counts tests, not seconds).
 LONGEST_FIRST = (
-    "one-path",
     "faults",
+    "one-path",
     "least-privilege",
     "e2e-exactness",
     "bad-input",
