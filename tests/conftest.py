@@ -103,7 +103,14 @@ def _group(item: pytest.Item) -> str | None:
     return marker.args[0] if marker.args else marker.kwargs.get("name")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-xdist groups a worker's tests by the "@group" it appends to their node ids (its own hook ran before
+    # this one); where it cannot, each test of a group goes to any worker and builds the group's fixtures again.
+    if getattr(config.option, "loadgroup", False):
+        ungrouped = [item.nodeid for item in items if _group(item) and "@" not in item.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} by its xdist_group: see pyproject.toml")
     rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
     # A stable sort: within a group, and among the ungrouped tests, collection order stays.
     items.sort(key=lambda item: rank.get(_group(item), len(LONGEST_FIRST)))
