@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/buw demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Unit and SQL-model tests only: no sandbox server, no browser, no third-party install.
 test-fast: $(STAMP)

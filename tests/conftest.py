@@ -76,3 +76,41 @@ def boto3_client(aws_env: dict[str, str], _botocore_loader: Any) -> Callable[...
 def _private_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     # A developer's own quota-overrides.yaml (or cached metadata) must not change what the tests see.
     monkeypatch.setenv("BUW_DATA_DIR", str(tmp_path_factory.mktemp("buw-data")))
+
+
+# `make test` runs two pytest-xdist workers with --dist loadgroup: the tests of one xdist_group (which share an
+# expensive module fixture) form one unit of work, and each worker takes the next unit as it runs dry. A long unit
+# taken last keeps one worker busy for minutes after the other has finished, so the longest groups (a few minutes
+# each on a 2-core machine) go first, longest first, and the short tests fill in behind them. `make test` passes
+# --no-loadscope-reorder, which keeps this order (xdist's own reorder counts tests, not seconds).
+LONGEST_FIRST = (
+    "faults",
+    "one-path",
+    "least-privilege",
+    "e2e-exactness",
+    "bad-input",
+    "interop",
+    "e2e-demo",
+    "e2e-callers",
+    "old-duckdb",
+)
+
+
+def _group(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("xdist_group")
+    if marker is None:
+        return None
+    return marker.args[0] if marker.args else marker.kwargs.get("name")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-xdist groups a worker's tests by the "@group" it appends to their node ids (its own hook ran before
+    # this one); where it cannot, each test of a group goes to any worker and builds the group's fixtures again.
+    if getattr(config.option, "loadgroup", False):
+        ungrouped = [item.nodeid for item in items if _group(item) and "@" not in item.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} by its xdist_group: see pyproject.toml")
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    # A stable sort: within a group, and among the ungrouped tests, collection order stays.
+    items.sort(key=lambda item: rank.get(_group(item), len(LONGEST_FIRST)))

@@ -20,7 +20,9 @@ from pipelines import lake as lake_io
 from pipelines.sandbox.server import SandboxServer
 from tests.cli_env import ROOT, isolated_env, run_buw
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("one-path")]
+pytestmark = pytest.mark.integration
+# The tests that compare with the module's `buw analyze` run share a worker, so that the run is made once.
+ONE_PATH = pytest.mark.xdist_group("one-path")
 
 T = datetime(2026, 11, 20, 12, 0)
 AS_OF = T - timedelta(minutes=5)  # AWS's clock less the default lag
@@ -100,6 +102,7 @@ def analyzed(sandbox, tmp_path_factory):
     return root, env, result.stdout
 
 
+@ONE_PATH
 def test_analyze_is_one_real_dagster_run_with_materializations_and_checks(analyzed):
     root, _, stdout = analyzed
     assert "metrics requested" in stdout
@@ -126,7 +129,7 @@ def test_analyze_is_one_real_dagster_run_with_materializations_and_checks(analyz
         assert {record.run_id for record in every} == {run.run_id}
 
 
-def test_dagster_own_cli_materializes_a_range_in_one_run_in_the_ui_instance(analyzed, sandbox, tmp_path):
+def test_dagster_own_cli_materializes_a_range_in_one_run_in_the_ui_instance(sandbox, tmp_path):
     env = environment(tmp_path, sandbox)
     printed = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "env"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
@@ -168,6 +171,20 @@ def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
     return answer["data"]
 
 
+# `dagster-daemon run`, its backfill daemon looking for work every 2 s instead of every 30: a constant of Dagster's
+# (no dagster.yaml setting), which this backfill would wait on twice, to launch its run and then to mark itself
+# done so that the automation may rebuild the marts after it.
+DAGSTER_DAEMON = """
+import sys
+import dagster._daemon.controller as controller
+from dagster._daemon.cli import main
+
+assert controller.DEFAULT_DAEMON_INTERVAL_SECONDS == 30, "Dagster changed its daemon interval: revisit this test"
+controller.DEFAULT_DAEMON_INTERVAL_SECONDS = 2
+sys.argv[0] = "dagster-daemon"
+sys.exit(main())
+"""
+
 LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -180,6 +197,7 @@ mutation Launch($params: LaunchBackfillParams!) {
 """
 
 
+@ONE_PATH
 @pytest.mark.timeout(1200)
 def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, tmp_path):
     """The UI's way: a backfill of the extract assets over 31 days, the daemon running it, the automation
@@ -203,7 +221,7 @@ def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, 
             stderr=subprocess.DEVNULL,
         ),
         subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", workspace],
+            [sys.executable, "-c", DAGSTER_DAEMON, "run", "-w", workspace],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -276,6 +294,7 @@ def test_a_ui_backfill_ends_in_the_same_warehouse_as_analyze(analyzed, sandbox, 
     assert from_ui == {name: rows for name, rows in from_cli.items() if name not in only_cli}
 
 
+@ONE_PATH
 def test_an_hourly_tick_then_the_automation_rebuild_marts_and_reports_at_the_new_as_of(analyzed, tmp_path, monkeypatch):
     """The scheduled path, step by step as the daemon takes it: the tick's run, then the automation's."""
     import shutil

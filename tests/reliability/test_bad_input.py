@@ -19,7 +19,8 @@ import pytest
 
 from tests.cli_env import isolated_env, run_buw
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One worker runs every case: each copies the one small warehouse the module fixture builds.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("bad-input")]
 
 AS_OF = "2026-11-20T12:00Z"
 ANALYZE = ("analyze", "-r", "us-east-1", "-y", "--as-of", AS_OF, "--days", "2")

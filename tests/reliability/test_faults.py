@@ -29,7 +29,8 @@ from pipelines.pipeline import PROCESS_TAG
 from pipelines.sandbox.server import SandboxServer
 from tests.cli_env import ROOT, isolated_env, run_buw
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One worker runs the whole campaign: every case compares with the one clean run of the module fixture.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 PINNED = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ANALYZE = ("analyze", "-r", "us-east-1", "-y", "--as-of", "2026-11-20T11:55Z", "--days", "3")
