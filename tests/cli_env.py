@@ -39,3 +39,16 @@ def run_buw(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def start_buw(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    """`buw ARGS` started from the project root, stdin closed, stdout and stderr piped as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -7,7 +7,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 
@@ -15,7 +14,7 @@ import dagster as dg
 import pytest
 
 from pipelines.pipeline import PROCESS_TAG
-from tests.cli_env import ROOT, isolated_env
+from tests.cli_env import isolated_env, start_buw
 
 pytestmark = pytest.mark.integration
 
@@ -66,15 +65,7 @@ def _wait_for_line(process: subprocess.Popen, text: str, timeout: float = 180) -
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
 def test_a_run_waiting_for_the_cloudwatch_slot_names_the_holder_and_stops_on_a_signal(held, signum, code):
     env, holder = held
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "analyze", "-r", "us-east-1", "-y", "--days", "1"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_buw("analyze", "-r", "us-east-1", "-y", "--days", "1", env=env)
     try:
         line = _wait_for_line(process, "waiting for run")
         assert f"waiting for run {holder[:8]} to finish reading CloudWatch" in line

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from pipelines.pipeline import PROCESS_TAG
 from pipelines.sandbox.server import SandboxServer
-from tests.cli_env import ROOT, isolated_env, run_buw
+from tests.cli_env import isolated_env, run_buw, start_buw
 
 # One worker runs the whole campaign: every case compares with the one clean run of the module fixture.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("faults")]
@@ -102,18 +101,6 @@ def temp_files(root: Path) -> list[Path]:
     """Temporary files (of the lake, the model build or the reports) under the warehouse and reports folders."""
     return sorted(
         path for folder in ("warehouse", "reports") for path in (root / folder).rglob("*") if ".tmp" in path.name
-    )
-
-
-def start_buw(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
 
 
