@@ -8,6 +8,7 @@ the new one, never half of one, and a re-run of a partition replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -299,9 +300,13 @@ def read_partition(lake: Path, partition: Partition) -> pa.Table | None:
     if not path.exists():
         return None
     try:
-        if partition.dataset == "metric_points" and _holds_datapoints(path):
-            return widen_points(pq.read_table(path, schema=DATAPOINTS_SCHEMA))
-        return pq.read_table(path, schema=SCHEMAS[partition.dataset])
+        if partition.dataset != "metric_points":
+            return pq.read_table(path, schema=SCHEMAS[partition.dataset])
+        # Read once, then told apart by its columns: a file of the earlier layout is widened on the way.
+        table = pq.read_table(path)
+        if "metric" in table.column_names:
+            return widen_points(table.select(DATAPOINTS_SCHEMA.names).cast(DATAPOINTS_SCHEMA))
+        return table.select(SCHEMAS["metric_points"].names).cast(SCHEMAS["metric_points"])
     except (pa.ArrowInvalid, OSError) as error:
         raise LakeError(
             f"the lake file {path} is unreadable ({error}); delete it and re-materialize that partition"
@@ -345,9 +350,14 @@ def widen_sql(source: str, keys: tuple[str, ...] = ()) -> str:
 
 
 def earlier_layout_files(lake: Path) -> list[Partition]:
-    """The metric_points files still in the one-row-per-datapoint layout of earlier versions (none once
-    ``upgrade_metric_points`` has run); unreadable files are left to the readers that report them."""
-    if (lake / "metric_points" / _WIDE_MARKER).exists():
+    """The metric_points files still in the one-row-per-datapoint layout of earlier versions; unreadable files are
+    left to the readers that report them.
+
+    Once none is left the marker says so, and later calls (each model build binds the lake again) read no file
+    footer at all. Only the marker is written here: the files themselves are rewritten by ``upgrade_metric_points``.
+    """
+    marker = lake / "metric_points" / _WIDE_MARKER
+    if marker.exists():
         return []
     found = []
     for partition in partitions(lake, "metric_points"):
@@ -356,6 +366,9 @@ def earlier_layout_files(lake: Path) -> list[Partition]:
                 found.append(partition)
         except (pa.ArrowInvalid, OSError):
             continue
+    if not found and marker.parent.is_dir():
+        with contextlib.suppress(OSError):  # a read-only lake: the scan is repeated, nothing else changes
+            marker.touch()
     return found
 
 
